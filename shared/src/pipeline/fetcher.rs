@@ -1,0 +1,343 @@
+//! The fetcher: one job is one page of one feed.
+//!
+//! Order of work, which is the delivery contract: fetch and decode the page while handing
+//! it to the page queue in parts; only then commit the new cursor with a conditional write;
+//! only then enqueue the next page's job. A failure anywhere before the commit leaves the
+//! cursor where it was.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::cursor::{FeedState, RunState};
+use crate::feed::Feed;
+use crate::kinds::{self, FetchError, ObjectOut, PageEnd};
+use crate::ports::{
+    Commit, FeedStore, FetchJob, JobQueue, PagePart, PageQueue, PortError, Source, StateStore,
+};
+use crate::stix::StixObject;
+
+/// What a fetch job came to, when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// The page was handed on and its cursor committed.
+    Committed {
+        /// Objects handed on.
+        objects: u64,
+        /// Parts sent to the page queue.
+        parts: u32,
+        /// A job for the next page was enqueued.
+        more: bool,
+        /// Items or rows skipped, with reasons.
+        skipped: Vec<String>,
+    },
+    /// The job was of an older epoch, an already committed page, a removed or a stopped
+    /// feed: dropped without fetching.
+    Dropped(String),
+    /// The page was handed on but another writer committed first; this fetcher stops and
+    /// the page's objects arrive twice, which deterministic ids make harmless.
+    LostRace,
+}
+
+/// Why a job failed. The cursor did not move.
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    /// The page failed.
+    #[error("feed {feed}: {source}")]
+    Page {
+        /// The feed.
+        feed: String,
+        /// The cause.
+        source: FetchError,
+    },
+    /// A store or queue failed.
+    #[error("feed {feed}: {context}: {source}")]
+    Port {
+        /// The feed.
+        feed: String,
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        source: PortError,
+    },
+}
+
+/// What the fetcher needs.
+pub struct FetcherDeps<'a> {
+    /// Feed definitions.
+    pub feeds: &'a dyn FeedStore,
+    /// Feed state.
+    pub states: &'a dyn StateStore,
+    /// Where the next page's job goes.
+    pub jobs: &'a dyn JobQueue,
+    /// Where pages go.
+    pub pages: Arc<dyn PageQueue>,
+    /// Size limit of one page part.
+    pub max_part_bytes: usize,
+}
+
+/// Opens the source of a feed; a function so that local runs, functions and tests choose
+/// their transports.
+#[async_trait]
+pub trait SourceFactory: Send + Sync {
+    /// The source for `feed`.
+    async fn open(&self, feed: &Feed) -> Result<Box<dyn Source>, FetchError>;
+}
+
+/// Handles one fetch job (see the module docs for the order of work).
+///
+/// # Errors
+/// A failed page is recorded in the feed's status (last error, consecutive failures) and
+/// returned, so that the caller can retry it or send it to a dead-letter queue.
+pub async fn handle(
+    job: &FetchJob,
+    deps: &FetcherDeps<'_>,
+    sources: &dyn SourceFactory,
+    now: DateTime<Utc>,
+) -> Result<Fetched, FetcherError> {
+    let feed_name = job.feed.as_str();
+    let port = |context: &'static str| {
+        move |source: PortError| FetcherError::Port {
+            feed: feed_name.into(),
+            context,
+            source,
+        }
+    };
+    let Some(config) = deps
+        .feeds
+        .get(feed_name)
+        .await
+        .map_err(port("loading the feed"))?
+    else {
+        return Ok(Fetched::Dropped(format!(
+            "feed {feed_name} no longer exists"
+        )));
+    };
+    let state = deps
+        .states
+        .load(feed_name)
+        .await
+        .map_err(port("loading state"))?
+        .unwrap_or_default();
+    if job.epoch != state.epoch {
+        record_stale(deps.states, feed_name).await;
+        return Ok(Fetched::Dropped(format!(
+            "job of epoch {} after a reset to epoch {}",
+            job.epoch, state.epoch
+        )));
+    }
+    if job.page != state.pages {
+        return Ok(Fetched::Dropped(format!(
+            "page {} was already committed (next page is {})",
+            job.page, state.pages
+        )));
+    }
+    if state.run_state == RunState::Stopped {
+        deps.states
+            .release_lease(feed_name)
+            .await
+            .map_err(port("releasing the lease"))?;
+        return Ok(Fetched::Dropped("feed is stopped".into()));
+    }
+    let feed = Feed::new(config).map_err(|e| FetcherError::Page {
+        feed: feed_name.into(),
+        source: FetchError::Unsupported(e),
+    })?;
+
+    let started = Instant::now();
+    let mut writer = PartWriter::new(&feed, job, deps.pages.clone(), deps.max_part_bytes);
+    let result = match sources.open(&feed).await {
+        Ok(source) => {
+            kinds::fetch_page(&feed, &state.cursor, source.as_ref(), now, &mut writer).await
+        }
+        Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(end) => writer
+            .finish()
+            .await
+            .map(|parts| (end, parts))
+            .map_err(FetchError::Handoff),
+        Err(e) => Err(e),
+    };
+    let (end, parts) = match result {
+        Ok(ok) => ok,
+        Err(error) => {
+            record_failure(deps.states, feed_name, &state, &error, now).await;
+            let _ = deps.states.release_lease(feed_name).await;
+            return Err(FetcherError::Page {
+                feed: feed_name.into(),
+                source: error,
+            });
+        }
+    };
+
+    // The page is handed on: now, and only now, the cursor may move.
+    let next = committed_state(&state, &end, job.first, now);
+    match deps
+        .states
+        .commit(feed_name, state.version, &next)
+        .await
+        .map_err(port("committing the cursor"))?
+    {
+        Commit::Committed => {}
+        Commit::Conflict => {
+            tracing::warn!(feed = %feed_name, page = job.page, "cursor changed under this fetcher; stopping");
+            return Ok(Fetched::LostRace);
+        }
+    }
+    tracing::info!(
+        feed = %feed_name,
+        page = job.page,
+        objects = end.objects,
+        parts,
+        skipped = end.skipped.len(),
+        not_modified = end.not_modified,
+        more = end.more,
+        ms = started.elapsed().as_millis() as u64,
+        "page committed"
+    );
+    if end.more {
+        let next_job = FetchJob {
+            feed: feed_name.into(),
+            epoch: state.epoch,
+            page: next.pages,
+            first: false,
+        };
+        deps.jobs
+            .send(next_job)
+            .await
+            .map_err(port("enqueueing the next page"))?;
+    } else {
+        deps.states
+            .release_lease(feed_name)
+            .await
+            .map_err(port("releasing the lease"))?;
+    }
+    Ok(Fetched::Committed {
+        objects: end.objects,
+        parts,
+        more: end.more,
+        skipped: end.skipped,
+    })
+}
+
+fn committed_state(state: &FeedState, end: &PageEnd, first: bool, now: DateTime<Utc>) -> FeedState {
+    let mut next = state.clone();
+    next.cursor = end.cursor.clone();
+    next.pages += 1;
+    next.status.last_run = Some(now);
+    next.status.last_success = Some(now);
+    next.status.objects_last_run = if first {
+        end.objects
+    } else {
+        state.status.objects_last_run + end.objects
+    };
+    next.status.objects_total += end.objects;
+    next.status.last_error = None;
+    next.status.consecutive_failures = 0;
+    next
+}
+
+/// Records a failed page in the feed's status. Best effort: the failure itself is what
+/// the caller reports, and a conflicting writer has newer state anyway.
+async fn record_failure(
+    states: &dyn StateStore,
+    feed: &str,
+    state: &FeedState,
+    error: &FetchError,
+    now: DateTime<Utc>,
+) {
+    let mut next = state.clone();
+    next.status.last_run = Some(now);
+    next.status.last_error = Some(error.to_string());
+    next.status.consecutive_failures += 1;
+    if let Err(e) = states.commit(feed, state.version, &next).await {
+        tracing::warn!(feed = %feed, error = %e, "could not record the failure in the feed's status");
+    }
+}
+
+async fn record_stale(states: &dyn StateStore, feed: &str) {
+    if let Err(e) = states.count_dropped(feed, 1).await {
+        tracing::warn!(feed = %feed, error = %e, "could not count a dropped stale message");
+    }
+}
+
+/// Collects a page's objects into parts no larger than the message limit and sends each
+/// part as soon as the next one starts, so a page of any size streams through with one
+/// part in memory. The last part is held back until the page ends, to flag it as last.
+pub struct PartWriter {
+    template: PagePart,
+    queue: Arc<dyn PageQueue>,
+    max_bytes: usize,
+    buffer: Vec<StixObject>,
+    bytes: usize,
+    sent: u32,
+}
+
+impl PartWriter {
+    /// A writer for one page of `feed`.
+    pub fn new(feed: &Feed, job: &FetchJob, queue: Arc<dyn PageQueue>, max_bytes: usize) -> Self {
+        let template = PagePart {
+            feed: feed.name().into(),
+            kind: feed.config.kind(),
+            epoch: job.epoch,
+            page: job.page,
+            part: 0,
+            last: false,
+            user: feed.config.user.clone(),
+            objects: Vec::new(),
+            support: feed.provenance.objects(),
+        };
+        let support_bytes: usize = template
+            .support
+            .iter()
+            .map(|o| serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0))
+            .sum();
+        // Room for the part's own fields and the support objects it carries.
+        let max_bytes = max_bytes.saturating_sub(1024 + support_bytes).max(1024);
+        PartWriter {
+            template,
+            queue,
+            max_bytes,
+            buffer: Vec::new(),
+            bytes: 0,
+            sent: 0,
+        }
+    }
+
+    async fn flush(&mut self, last: bool) -> Result<(), PortError> {
+        let mut part = self.template.clone();
+        part.part = self.sent;
+        part.last = last;
+        part.objects = std::mem::take(&mut self.buffer);
+        self.bytes = 0;
+        self.queue.send(part).await?;
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Sends the last part. Returns the number of parts sent; a page without objects sends
+    /// none, since there is nothing to bundle.
+    pub async fn finish(mut self) -> Result<u32, PortError> {
+        if !self.buffer.is_empty() {
+            self.flush(true).await?;
+        }
+        Ok(self.sent)
+    }
+}
+
+#[async_trait]
+impl ObjectOut for PartWriter {
+    async fn push(&mut self, object: StixObject) -> Result<(), PortError> {
+        let size = serde_json::to_vec(&object).map(|v| v.len()).unwrap_or(0) + 1;
+        if !self.buffer.is_empty() && self.bytes + size > self.max_bytes {
+            self.flush(false).await?;
+        }
+        self.bytes += size;
+        self.buffer.push(object);
+        Ok(())
+    }
+}
