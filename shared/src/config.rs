@@ -1050,3 +1050,202 @@ impl<'a> FeedChecker<'a> {
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("/cfg")) {
+            Err(ParseFailure::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+            Err(ParseFailure::Syntax(s)) => vec![format!("syntax: {s}")],
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_rss_and_taxii_definition_parses_with_defaults() {
+        let (settings, feeds) = parse(
+            r#"
+            [settings]
+            max_message_bytes = 524288
+
+            [[feeds]]
+            name = "cert-news"
+            kind = "rss"
+            url = "https://cert.example.test/feed.xml"
+            interval = "PT30M"
+            import_from = "2024-01-01"
+            author = "Example CERT"
+            markings = ["TLP:GREEN", "tlp:green"]
+
+            [[feeds]]
+            name = "isac"
+            kind = "taxii"
+            url = "https://taxii.example.test/api1/"
+            collection = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+            auth = { type = "basic", username = "reader", password = "env:TAXII_PASSWORD" }
+            verify_tls = false
+            timeout = "2m"
+            "#,
+            Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!(settings.max_message_bytes, 524_288);
+        let rss = &feeds[0];
+        assert_eq!(rss.interval_secs, 1_800);
+        assert_eq!(rss.markings, vec![Tlp::Green]);
+        assert_eq!(
+            rss.import_from.unwrap().to_rfc3339(),
+            "2024-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            rss.kind,
+            KindConfig::Rss {
+                report_types: vec!["threat-report".into()]
+            }
+        );
+        assert!(rss.http.verify_tls);
+        assert_eq!(rss.http.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        let taxii = &feeds[1];
+        assert!(!taxii.http.verify_tls);
+        assert_eq!(taxii.http.timeout_secs, 120);
+        assert_eq!(
+            taxii.http.auth,
+            Auth::Basic {
+                username: "reader".into(),
+                password: SecretRef::Env("TAXII_PASSWORD".into())
+            }
+        );
+        match &taxii.kind {
+            KindConfig::Taxii {
+                version, page_size, ..
+            } => {
+                assert_eq!(
+                    (version.as_str(), *page_size),
+                    ("2.1", DEFAULT_TAXII_PAGE_SIZE)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_names_feed_and_key() {
+        let got = problems(
+            r#"
+            [[feeds]]
+            name = "a"
+            kind = "rss"
+            url = "https://x.example.test/"
+            interval = "5x"
+            verfy_tls = false
+            collection = "abc"
+            markings = ["TLP:PURPLE"]
+
+            [[feeds]]
+            name = "b c"
+            kind = "gopher"
+            "#,
+        );
+        let expect = [
+            "feed a: key `verfy_tls`: unknown key",
+            "feed a: key `collection`: applies to taxii feeds only, not to a rss feed",
+            "feed a: key `interval`: \"5x\" is not a duration",
+            "feed a: key `markings`: \"TLP:PURPLE\" is not a TLP marking",
+            "feed #2 (\"b c\"): key `name`: expected letters, digits and '-' only",
+            "key `kind`: \"gopher\" is not a kind",
+            "key `url`: missing",
+        ];
+        for e in expect {
+            assert!(
+                got.iter().any(|g| g.contains(e)),
+                "missing {e:?} in {got:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inline_secrets_are_refused_without_echoing_them() {
+        let got = problems(
+            r#"
+            [[feeds]]
+            name = "t"
+            kind = "taxii"
+            url = "https://taxii.example.test/api1/"
+            collection = "c"
+            auth = { type = "bearer", token = "s3cr3t-token-value" }
+            "#,
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("feed t: key `auth.token`: expected a secret reference"),
+            "{got:?}"
+        );
+        assert!(!got[0].contains("s3cr3t"), "the secret leaked into {got:?}");
+    }
+
+    #[test]
+    fn duplicate_names_and_missing_required_keys() {
+        let got = problems(
+            r#"
+            [[feeds]]
+            name = "same"
+            kind = "taxii"
+            url = "https://a.example.test/api/"
+
+            [[feeds]]
+            name = "same"
+            kind = "rss"
+            url = "https://b.example.test/rss"
+
+            [[feeds]]
+            name = "s"
+            kind = "stream"
+            url = "https://opencti.example.test"
+            "#,
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("feed same: key `collection`: missing")),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("feed s: key `stream_id`: missing")),
+            "{got:?}"
+        );
+        // The duplicate check runs on feeds that are otherwise valid.
+        let dup = problems(
+            "[[feeds]]\nname='x'\nkind='rss'\nurl='https://a.example.test/'\n[[feeds]]\nname='x'\nkind='rss'\nurl='https://b.example.test/'\n",
+        );
+        assert_eq!(
+            dup,
+            vec!["feed x: key `name`: this name is used by an earlier feed; names must be unique"]
+        );
+    }
+
+    #[test]
+    fn file_urls_resolve_against_the_config_folder() {
+        let (_, feeds) = parse(
+            "[[feeds]]\nname='f'\nkind='rss'\nurl='file:feeds/a.xml'\n",
+            Path::new("/cfg/dir"),
+        )
+        .unwrap();
+        assert_eq!(feeds[0].url, "file:///cfg/dir/feeds/a.xml");
+        let bad = problems("[[feeds]]\nname='f'\nkind='rss'\nurl='ftp://x.example.test/a'\n");
+        assert!(
+            bad[0].contains("scheme \"ftp\" is not supported"),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_top_level_keys() {
+        assert!(problems("[[feeds]\n")[0].starts_with("syntax:"));
+        assert_eq!(
+            problems("feed = 1\n"),
+            vec!["key `feed`: unknown top-level key; expected [[feeds]] tables and an optional [settings]"]
+        );
+    }
+}
