@@ -222,8 +222,8 @@ mod tests {
         assert_eq!(
             types,
             [
-                "identity",
                 "marking-definition",
+                "identity",
                 "ipv4-addr",
                 "relationship"
             ]
