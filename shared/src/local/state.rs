@@ -260,8 +260,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         let store = StateFile::open(&path).unwrap();
-        let mut s = FeedState::default();
-        s.pages = 1;
+        let s = FeedState {
+            pages: 1,
+            ..Default::default()
+        };
         assert_eq!(store.commit("a", 0, &s).await.unwrap(), Commit::Committed);
         // A writer that read version 0 has lost.
         assert_eq!(store.commit("a", 0, &s).await.unwrap(), Commit::Conflict);
