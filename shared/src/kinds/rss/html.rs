@@ -121,8 +121,8 @@ fn flush(run: &mut String, text: &mut TextBuilder) {
 /// the `<` starts no markup.
 fn markup_len(tail: &str) -> Option<(usize, String, bool)> {
     let bytes = tail.as_bytes();
-    if tail.starts_with("<!--") {
-        let end = tail[4..].find("-->").map_or(tail.len(), |i| i + 7);
+    if let Some(comment) = tail.strip_prefix("<!--") {
+        let end = comment.find("-->").map_or(tail.len(), |i| i + 7);
         return Some((end, String::new(), false));
     }
     if tail.starts_with("<![CDATA[") {

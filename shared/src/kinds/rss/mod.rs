@@ -482,10 +482,8 @@ impl<R: BufRead> RssPager<R> {
             }
             Event::Text(t) => state.text(&String::from_utf8_lossy(&t), false),
             Event::CData(c) => state.text(&String::from_utf8_lossy(&c), true),
-            Event::DocType(d) => {
-                if d.windows(8).any(|w| w.eq_ignore_ascii_case(b"<!ENTITY")) {
-                    return Err(RssError::EntityDeclaration { offset: position });
-                }
+            Event::DocType(d) if d.windows(8).any(|w| w.eq_ignore_ascii_case(b"<!ENTITY")) => {
+                return Err(RssError::EntityDeclaration { offset: position });
             }
             Event::Eof => {
                 if let Some(element) = state.open_element() {
