@@ -174,10 +174,29 @@ impl<R: BufRead> Transcoder<R> {
             let last = take == 0;
             match &mut self.mode {
                 Mode::Utf8 { warned } => {
-                    let mut bytes = std::mem::take(&mut self.carry);
-                    bytes.extend_from_slice(&chunk[..take]);
-                    let base = self.raw_offset - (bytes.len() - take) as u64;
-                    self.carry = utf8_with_fallback(&bytes, last, &mut self.out, base, warned);
+                    // Finish a sequence cut by the previous chunk from the first bytes of
+                    // this one, then validate the chunk in place (no copy of the chunk).
+                    let mut used = 0;
+                    if !self.carry.is_empty() {
+                        let width = utf8_width(self.carry[0]);
+                        used = width.saturating_sub(self.carry.len()).min(take);
+                        self.carry.extend_from_slice(&chunk[..used]);
+                        if self.carry.len() >= width || last {
+                            let cut = std::mem::take(&mut self.carry);
+                            let base = self.raw_offset - (cut.len() - used) as u64;
+                            utf8_with_fallback(&cut, true, &mut self.out, base, warned);
+                        }
+                    }
+                    if self.carry.is_empty() {
+                        let base = self.raw_offset + used as u64;
+                        self.carry = utf8_with_fallback(
+                            &chunk[used..take],
+                            last,
+                            &mut self.out,
+                            base,
+                            warned,
+                        );
+                    }
                 }
                 Mode::Other(decoder) => {
                     let needed = decoder
@@ -193,6 +212,16 @@ impl<R: BufRead> Transcoder<R> {
             self.done = last;
         }
         Ok(())
+    }
+}
+
+/// The length of the UTF-8 sequence a lead byte starts (1 for a byte that starts none).
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
     }
 }
 

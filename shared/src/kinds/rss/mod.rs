@@ -783,9 +783,22 @@ impl State {
                     self.add_category(v);
                 }
             }
+            Field::Link | Field::OrigLink => {
+                let Some(v) = value else { return };
+                let url = resolve(&v, self.base(), self.feed_link.as_ref());
+                let Some(item) = self.item.as_mut() else {
+                    return;
+                };
+                let slot = if capture.field == Field::Link {
+                    &mut item.link
+                } else {
+                    &mut item.orig_link
+                };
+                if slot.is_none() {
+                    *slot = url;
+                }
+            }
             field => {
-                let feed_link = self.feed_link.clone();
-                let base = self.base().cloned();
                 let Some(item) = self.item.as_mut() else {
                     return;
                 };
@@ -800,18 +813,6 @@ impl State {
                     Field::Updated => &mut item.updated,
                     Field::Description => &mut item.description,
                     Field::Content => &mut item.content,
-                    Field::Link | Field::OrigLink => {
-                        let url = resolve(&v, base.as_ref(), feed_link.as_ref());
-                        let slot = if field == Field::Link {
-                            &mut item.link
-                        } else {
-                            &mut item.orig_link
-                        };
-                        if slot.is_none() {
-                            *slot = url;
-                        }
-                        return;
-                    }
                     _ => return,
                 };
                 if slot.is_none() {
