@@ -154,6 +154,12 @@ impl StateStore for CrashingStore {
     async fn count_dropped(&self, f: &str, n: u64) -> Result<(), PortError> {
         self.inner.count_dropped(f, n).await
     }
+    async fn reset(&self, f: &str) -> Result<FeedState, PortError> {
+        self.inner.reset(f).await
+    }
+    async fn set_run_state(&self, f: &str, r: crate::cursor::RunState) -> Result<(), PortError> {
+        self.inner.set_run_state(f, r).await
+    }
 }
 
 struct World {
