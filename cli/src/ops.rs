@@ -66,16 +66,8 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<6} {:<8} {:<20} {:<20} {:>9} {:>9} {:>4}  {}",
-        "FEED",
-        "KIND",
-        "STATE",
-        "LAST RUN",
-        "NEXT RUN",
-        "LAST OBJ",
-        "TOTAL OBJ",
-        "FAIL",
-        "CURSOR / LAST ERROR"
+        "{:<24} {:<6} {:<8} {:<20} {:<20} {:>9} {:>9} {:>4}  CURSOR / LAST ERROR",
+        "FEED", "KIND", "STATE", "LAST RUN", "NEXT RUN", "LAST OBJ", "TOTAL OBJ", "FAIL",
     );
     for (feed, r) in config.feeds.iter().zip(&rows) {
         let s = states.get(&feed.name).cloned().unwrap_or_default();
