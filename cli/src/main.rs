@@ -4,6 +4,8 @@
 //! outcome into output and an exit code (0 success, 1 a feed failed, 2 bad usage or
 //! configuration).
 
+mod taxii;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +56,10 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// TAXII server commands.
+    #[command(subcommand)]
+    Taxii(taxii::TaxiiCommand),
 }
 
 #[derive(Args)]
@@ -141,6 +147,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Verify(args) => verify(args).await,
         Command::Config(ConfigCommand::Check { config }) => check(config),
+        Command::Taxii(command) => taxii::run(command).await,
     }
 }
 
