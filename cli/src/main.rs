@@ -4,6 +4,8 @@
 //! outcome into output and an exit code (0 success, 1 a feed failed, 2 bad usage or
 //! configuration).
 
+mod taxii;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,6 +70,10 @@ enum Command {
     /// Feed operations: list, show, start, stop, reset.
     #[command(subcommand)]
     Feeds(FeedsCommand),
+
+    /// TAXII server commands.
+    #[command(subcommand)]
+    Taxii(taxii::TaxiiCommand),
 }
 
 #[derive(Args)]
@@ -219,6 +225,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Feeds(command) => feeds(command).await,
+        Command::Taxii(command) => taxii::run(command).await,
     }
 }
 
