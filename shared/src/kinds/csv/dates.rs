@@ -246,7 +246,8 @@ pub(crate) fn guess(text: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
 pub(crate) fn parse_timezone(text: &str) -> Result<FixedOffset, String> {
     let t = text.trim();
     let utc = FixedOffset::east_opt(0).ok_or("offset 0 is valid")?;
-    if t.is_empty() || ["utc", "gmt", "z", "etc/utc", "etc/gmt"].contains(&t.to_ascii_lowercase().as_str())
+    if t.is_empty()
+        || ["utc", "gmt", "z", "etc/utc", "etc/gmt"].contains(&t.to_ascii_lowercase().as_str())
     {
         return Ok(utc);
     }
@@ -254,9 +255,8 @@ pub(crate) fn parse_timezone(text: &str) -> Result<FixedOffset, String> {
         .strip_prefix("UTC")
         .or_else(|| t.strip_prefix("GMT"))
         .unwrap_or(t);
-    let bad = || {
-        format!("unknown time zone `{t}`: use UTC or a fixed offset such as +02:00 or -0500")
-    };
+    let bad =
+        || format!("unknown time zone `{t}`: use UTC or a fixed offset such as +02:00 or -0500");
     let (sign, digits) = match rest.as_bytes().first() {
         Some(b'+') => (1, &rest[1..]),
         Some(b'-') => (-1, &rest[1..]),
@@ -279,6 +279,7 @@ pub(crate) fn parse_timezone(text: &str) -> Result<FixedOffset, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -287,7 +288,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -298,7 +301,10 @@ mod tests {
             Some(at("2024-09-12T10:00:01Z"))
         );
         let p = compile("DD/MM/YYYY").unwrap();
-        assert_eq!(parse_with(&p, "05/01/2021", utc()), Some(at("2021-01-05T00:00:00Z")));
+        assert_eq!(
+            parse_with(&p, "05/01/2021", utc()),
+            Some(at("2021-01-05T00:00:00Z"))
+        );
         let p = compile("YYYY-MM-DD[T]HH:mm:ss.SSSZ").unwrap();
         assert_eq!(
             parse_with(&p, "2024-01-02T03:04:05.678+02:00", utc()),
@@ -310,7 +316,10 @@ mod tests {
             Some(at("2024-03-04T13:05:00Z"))
         );
         let p = compile("X").unwrap();
-        assert_eq!(parse_with(&p, "1700000000", utc()), Some(at("2023-11-14T22:13:20Z")));
+        assert_eq!(
+            parse_with(&p, "1700000000", utc()),
+            Some(at("2023-11-14T22:13:20Z"))
+        );
         assert!(compile("YYY").is_err());
         assert!(compile("YYYY [oops").is_err());
     }
@@ -319,8 +328,14 @@ mod tests {
     fn offsets_apply_to_local_times() {
         let p = compile("YYYY-MM-DD HH:mm").unwrap();
         let tz = parse_timezone("+02:00").unwrap();
-        assert_eq!(parse_with(&p, "2024-01-01 12:00", tz), Some(at("2024-01-01T10:00:00Z")));
-        assert_eq!(parse_timezone("UTC-0500").unwrap().local_minus_utc(), -5 * 3600);
+        assert_eq!(
+            parse_with(&p, "2024-01-01 12:00", tz),
+            Some(at("2024-01-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_timezone("UTC-0500").unwrap().local_minus_utc(),
+            -5 * 3600
+        );
         assert!(parse_timezone("Europe/Paris").is_err());
     }
 

@@ -196,9 +196,7 @@ impl Key {
             "x_opencti_score" => Key::Score,
             "confidence" => Key::Confidence,
             "objectLabel" | "labels" => Key::Labels,
-            "indicator_types" | "malware_types" | "threat_actor_types" | "tool_types" => {
-                Key::Types
-            }
+            "indicator_types" | "malware_types" | "threat_actor_types" | "tool_types" => Key::Types,
             "is_family" => Key::IsFamily,
             "aliases" | "x_opencti_aliases" => Key::Aliases,
             "first_seen" => Key::FirstSeen,
@@ -518,7 +516,11 @@ impl RawMapper {
             None | Some("") => b',',
             Some("\t" | "\\t" | "tab" | "TAB") => b'\t',
             Some(s) if s.len() == 1 => s.as_bytes()[0],
-            Some(s) => return Err(invalid(format!("separator `{s}` is not a single character"))),
+            Some(s) => {
+                return Err(invalid(format!(
+                    "separator `{s}` is not a single character"
+                )))
+            }
         };
         let skip_line_char = match self.skip_line_char.as_deref() {
             None | Some("") => None,
@@ -533,7 +535,11 @@ impl RawMapper {
             // The platform stores representations as a JSON string; exports give an array.
             Value::String(s) => serde_json::from_str(&s)?,
             v @ Value::Array(_) => serde_json::from_value(v)?,
-            _ => return Err(invalid("`representations` is neither an array nor a string".into())),
+            _ => {
+                return Err(invalid(
+                    "`representations` is neither an array nor a string".into(),
+                ))
+            }
         };
         if reps.is_empty() {
             return Err(invalid("no representations".into()));
@@ -603,7 +609,9 @@ impl RawMapper {
                 };
                 let column_name = a.column.as_ref().and_then(|c| c.column_name.as_deref());
                 let slot = match column_name.filter(|c| !c.trim().is_empty()) {
-                    Some(c) => Some(slot_for(ColumnRef::parse(c).map_err(|e| attr_err(&a.key, e))?)),
+                    Some(c) => Some(slot_for(
+                        ColumnRef::parse(c).map_err(|e| attr_err(&a.key, e))?,
+                    )),
                     None => None,
                 };
                 let config = a.column.as_ref().and_then(|c| c.configuration.as_ref());
@@ -616,10 +624,9 @@ impl RawMapper {
                     }
                     _ => None,
                 };
-                let offset = dates::parse_timezone(
-                    config.and_then(|c| c.timezone.as_deref()).unwrap_or(""),
-                )
-                .map_err(|e| attr_err(&a.key, e))?;
+                let offset =
+                    dates::parse_timezone(config.and_then(|c| c.timezone.as_deref()).unwrap_or(""))
+                        .map_err(|e| attr_err(&a.key, e))?;
                 let defaults: Vec<String> = a
                     .default_values
                     .iter()
@@ -685,22 +692,25 @@ impl RawMapper {
                     if attrs.iter().any(|a| a.key == key) {
                         continue;
                     }
-                    if let Some(i) = end.as_deref().and_then(index_of).filter(|i| *i < entity_count) {
+                    if let Some(i) = end
+                        .as_deref()
+                        .and_then(index_of)
+                        .filter(|i| *i < entity_count)
+                    {
                         attrs.push(AttrSpec {
                             key,
                             slot: None,
                             split: None,
                             date: None,
-                            offset: FixedOffset::east_opt(0).ok_or_else(|| invalid("utc".into()))?,
+                            offset: FixedOffset::east_opt(0)
+                                .ok_or_else(|| invalid("utc".into()))?,
                             defaults: Vec::new(),
                             based_on: vec![i],
                         });
                     }
                 }
                 for key in [Key::From, Key::To] {
-                    let ok = attrs
-                        .iter()
-                        .any(|a| a.key == key && !a.based_on.is_empty());
+                    let ok = attrs.iter().any(|a| a.key == key && !a.based_on.is_empty());
                     if !ok {
                         let which = if key == Key::From { "from" } else { "to" };
                         return Err(attr_err(
@@ -712,9 +722,14 @@ impl RawMapper {
             }
 
             let condition = match &raw.target.column_based {
-                Some(cb) => match cb.column_reference.as_deref().filter(|c| !c.trim().is_empty()) {
+                Some(cb) => match cb
+                    .column_reference
+                    .as_deref()
+                    .filter(|c| !c.trim().is_empty())
+                {
                     Some(c) => {
-                        let column = ColumnRef::parse(c).map_err(|e| attr_err("column_based", e))?;
+                        let column =
+                            ColumnRef::parse(c).map_err(|e| attr_err("column_based", e))?;
                         let equals = match cb.operator.as_deref().unwrap_or("eq") {
                             "eq" => true,
                             "not_eq" | "neq" => false,
@@ -797,6 +812,7 @@ fn check_identifying(rep: &Representation) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -828,9 +844,8 @@ mod tests {
 
     #[test]
     fn export_envelope_and_feed_envelope() {
-        let export = format!(
-            r#"{{"openCTI_version":"6.4.0","type":"csvMapper","configuration":{BARE}}}"#
-        );
+        let export =
+            format!(r#"{{"openCTI_version":"6.4.0","type":"csvMapper","configuration":{BARE}}}"#);
         assert_eq!(Mapper::from_json(&export).unwrap().name(), "bare");
         let feed = format!(
             r#"{{"openCTI_version":"6.6.6","type":"csvFeeds","configuration":{{"name":"feed",
@@ -841,10 +856,22 @@ mod tests {
 
     #[test]
     fn letters_and_names() {
-        assert_eq!(ColumnRef::parse("A").unwrap(), ColumnRef::Letter(0, "A".into()));
-        assert_eq!(ColumnRef::parse("Z").unwrap(), ColumnRef::Letter(25, "Z".into()));
-        assert_eq!(ColumnRef::parse("AA").unwrap(), ColumnRef::Letter(26, "AA".into()));
-        assert_eq!(ColumnRef::parse("AG").unwrap(), ColumnRef::Letter(32, "AG".into()));
+        assert_eq!(
+            ColumnRef::parse("A").unwrap(),
+            ColumnRef::Letter(0, "A".into())
+        );
+        assert_eq!(
+            ColumnRef::parse("Z").unwrap(),
+            ColumnRef::Letter(25, "Z".into())
+        );
+        assert_eq!(
+            ColumnRef::parse("AA").unwrap(),
+            ColumnRef::Letter(26, "AA".into())
+        );
+        assert_eq!(
+            ColumnRef::parse("AG").unwrap(),
+            ColumnRef::Letter(32, "AG".into())
+        );
         assert_eq!(
             ColumnRef::parse(" dst_ip | DstIP ").unwrap(),
             ColumnRef::Names(vec!["dst_ip".into(), "dstip".into()])
@@ -861,8 +888,14 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_refused() {
-        assert!(matches!(Mapper::from_json("[1]"), Err(MapperError::Shape(_))));
-        assert!(matches!(Mapper::from_json("{\"a\":1}"), Err(MapperError::Shape(_))));
+        assert!(matches!(
+            Mapper::from_json("[1]"),
+            Err(MapperError::Shape(_))
+        ));
+        assert!(matches!(
+            Mapper::from_json("{\"a\":1}"),
+            Err(MapperError::Shape(_))
+        ));
         assert!(matches!(Mapper::from_json("{"), Err(MapperError::Json(_))));
         let text = BARE.replace("\";\"", "\";;\"");
         let err = Mapper::from_json(&text).unwrap_err().to_string();
@@ -899,7 +932,10 @@ mod tests {
         assert_eq!(m.name(), "csv mapper");
         let rep = &m.representations[0];
         assert_eq!(rep.attrs.len(), 2);
-        assert_eq!(rep.attr(Key::IsFamily).unwrap().defaults, vec!["true".to_string()]);
+        assert_eq!(
+            rep.attr(Key::IsFamily).unwrap().defaults,
+            vec!["true".to_string()]
+        );
     }
 
     #[test]

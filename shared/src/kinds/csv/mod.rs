@@ -20,6 +20,7 @@ mod mapper;
 mod objects;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 use std::collections::{HashSet, VecDeque};
@@ -130,7 +131,55 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-type Source<R> = Chain<Cursor<Vec<u8>>, BufReader<HashingReader<R>>>;
+/// Drops spaces that follow a separator outside quotes, when a feed writes `"a", "b"`.
+///
+/// To a CSV parser the space makes the opening quote literal, so a quoted cell holding the
+/// separator (`"Agentemis,BEACON"`) would split in two. Only switched on when the first
+/// line shows that habit: the quote tracking here assumes well-formed quoting, which such
+/// fully quoted files have. Cells are trimmed anyway, so nothing of value is lost.
+struct SpaceAfterSeparator<R> {
+    inner: R,
+    enabled: bool,
+    separator: u8,
+    in_quotes: bool,
+    after_separator: bool,
+}
+
+impl<R: Read> Read for SpaceAfterSeparator<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if !self.enabled || n == 0 {
+                return Ok(n);
+            }
+            let mut kept = 0;
+            for i in 0..n {
+                let b = buf[i];
+                if b == b' ' && self.after_separator && !self.in_quotes {
+                    continue;
+                }
+                self.after_separator = b == self.separator && !self.in_quotes;
+                if b == b'"' {
+                    self.in_quotes = !self.in_quotes;
+                }
+                buf[kept] = b;
+                kept += 1;
+            }
+            // A buffer of nothing but dropped spaces is not the end of the input.
+            if kept > 0 {
+                return Ok(kept);
+            }
+        }
+    }
+}
+
+/// Whether a line writes its separators followed by a space and a quote: `"a", "b"`.
+fn spaced_quotes(line: &[u8], separator: u8) -> bool {
+    line.windows(3)
+        .any(|w| w[0] == separator && w[1] == b' ' && w[2] == b'"')
+}
+
+type Source<R> = SpaceAfterSeparator<Chain<Cursor<Vec<u8>>, BufReader<HashingReader<R>>>>;
 
 /// Streams a CSV body through a mapper, handing on the rows that are new since the
 /// previous version, a bounded slice at a time.
@@ -212,7 +261,9 @@ impl<R: Read> CsvPager<R> {
                 first_line.drain(..3);
             }
             let trimmed = first_line.trim_ascii();
-            let is_comment = mapper.skip_line_char.is_some_and(|c| trimmed.first() == Some(&c));
+            let is_comment = mapper
+                .skip_line_char
+                .is_some_and(|c| trimmed.first() == Some(&c));
             if !trimmed.is_empty() && !is_comment {
                 break;
             }
@@ -230,7 +281,13 @@ impl<R: Read> CsvPager<R> {
             .has_headers(false)
             .flexible(true)
             .comment(mapper.skip_line_char)
-            .from_reader(Cursor::new(first_line).chain(input));
+            .from_reader(SpaceAfterSeparator {
+                enabled: spaced_quotes(&first_line, mapper.separator),
+                separator: mapper.separator,
+                in_quotes: false,
+                after_separator: false,
+                inner: Cursor::new(first_line).chain(input),
+            });
 
         let (fields, held) = resolve_header(&mut reader, mapper, last_comment, line_offset)?;
         Ok(CsvPager {
@@ -328,7 +385,7 @@ impl<R: Read> CsvPager<R> {
                 "csv rows skipped"
             );
         }
-        let (_, input) = self.reader.into_inner().into_inner();
+        let (_, input) = self.reader.into_inner().inner.into_inner();
         let hash = input.into_inner().hasher.finalize();
         CsvCursor {
             content_hash: Some(hex(&hash)),
@@ -505,10 +562,12 @@ fn dedupe(objects: &mut Vec<StixObject>) {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Cleans a header cell for comparison: trimmed, unquoted, lower-cased.
@@ -538,12 +597,18 @@ fn resolve_header<R: Read>(
     last_comment: Option<(u64, String)>,
     line_offset: u64,
 ) -> Result<(Vec<usize>, Option<ByteRecord>), CsvError> {
-    let io = |line: u64| move |e: csv::Error| CsvError::Io {
-        line,
-        source: std::io::Error::other(e.to_string()),
+    let io = |line: u64| {
+        move |e: csv::Error| CsvError::Io {
+            line,
+            source: std::io::Error::other(e.to_string()),
+        }
     };
     if !mapper.has_header {
-        if let Some(c) = mapper.columns.iter().find(|c| matches!(c, ColumnRef::Names(_))) {
+        if let Some(c) = mapper
+            .columns
+            .iter()
+            .find(|c| matches!(c, ColumnRef::Names(_)))
+        {
             return Err(CsvError::NamesWithoutHeader {
                 mapper: mapper.name().to_string(),
                 column: c.label(),
@@ -553,7 +618,9 @@ fn resolve_header<R: Read>(
     }
 
     let mut first = ByteRecord::new();
-    let has_first = reader.read_byte_record(&mut first).map_err(io(line_offset))?;
+    let has_first = reader
+        .read_byte_record(&mut first)
+        .map_err(io(line_offset))?;
     let first_line = line_offset + first.position().map_or(1, |p| p.line());
     let first_names: Vec<String> = first.iter().map(header_name).collect();
 
@@ -563,7 +630,13 @@ fn resolve_header<R: Read>(
             .delimiter(mapper.separator)
             .has_headers(false)
             .flexible(true)
-            .from_reader(text.as_bytes());
+            .from_reader(SpaceAfterSeparator {
+                enabled: spaced_quotes(text.as_bytes(), mapper.separator),
+                separator: mapper.separator,
+                in_quotes: false,
+                after_separator: false,
+                inner: text.as_bytes(),
+            });
         let mut rec = ByteRecord::new();
         match r.read_byte_record(&mut rec) {
             Ok(true) if rec.len() >= 2 => Some((line, rec.iter().map(header_name).collect())),
@@ -571,16 +644,23 @@ fn resolve_header<R: Read>(
         }
     });
 
-    let resolves = |names: &[String]| {
-        mapper.columns.iter().all(|c| match c {
-            ColumnRef::Letter(..) => true,
-            ColumnRef::Names(alts) => alts.iter().any(|a| names.contains(a)),
-        })
+    // How many of the mapper's named columns a candidate header has.
+    let resolved = |names: &[String]| {
+        mapper
+            .columns
+            .iter()
+            .filter(|c| match c {
+                ColumnRef::Letter(..) => false,
+                ColumnRef::Names(alts) => alts.iter().any(|a| names.contains(a)),
+            })
+            .count()
     };
     let first_is_header = !has_first
         || match &comment_names {
             None => true,
-            Some((_, names)) if mapper.uses_names() => !resolves(names) || resolves(&first_names),
+            // Names decide: the commented line is the header when it has more of them.
+            Some((_, names)) if mapper.uses_names() => resolved(names) <= resolved(&first_names),
+            // Letters only: the first record is the header unless it looks like data.
             Some(_) => !first_names.iter().any(|c| looks_like_data(c)),
         };
     let (header_line, names, held) = if first_is_header {

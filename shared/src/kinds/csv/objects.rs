@@ -53,7 +53,9 @@ impl<'r> Cells<'r> {
             return Cell::Empty;
         }
         match std::str::from_utf8(raw) {
-            Ok(s) if doubled && s.contains("\"\"") => Cell::Text(Cow::Owned(s.replace("\"\"", "\""))),
+            Ok(s) if doubled && s.contains("\"\"") => {
+                Cell::Text(Cow::Owned(s.replace("\"\"", "\"")))
+            }
             Ok(s) => Cell::Text(Cow::Borrowed(s)),
             Err(_) => Cell::NotUtf8,
         }
@@ -107,7 +109,13 @@ impl RowBuilder {
             .collect();
 
         let mut row_date = None;
-        'outer: for (rep, _) in self.mapper.representations.iter().zip(&applies).filter(|(_, a)| **a) {
+        'outer: for (rep, _) in self
+            .mapper
+            .representations
+            .iter()
+            .zip(&applies)
+            .filter(|(_, a)| **a)
+        {
             for attr in &rep.attrs {
                 if matches!(attr.key, Key::ValidFrom | Key::FirstSeen | Key::StartTime) {
                     if let Some(d) = row.date(attr)? {
@@ -158,7 +166,8 @@ impl RowBuilder {
                             if source == target {
                                 continue;
                             }
-                            let mut r = relationship(rel_type, source, target, &self.provenance, at);
+                            let mut r =
+                                relationship(rel_type, source, target, &self.provenance, at);
                             if let Some(d) = &description {
                                 r.insert("description".into(), Value::String(d.to_string()));
                             }
@@ -183,7 +192,11 @@ impl RowBuilder {
     /// another representation), else the feed's author.
     fn created_by(&self, _row: &Row<'_, '_>, rep: &Representation) -> Option<String> {
         rep.attr(Key::CreatedBy)
-            .and_then(|a| a.based_on.iter().find_map(|&j| self.produced[j].first().cloned()))
+            .and_then(|a| {
+                a.based_on
+                    .iter()
+                    .find_map(|&j| self.produced[j].first().cloned())
+            })
             .or_else(|| self.author_id.clone())
     }
 }
@@ -313,7 +326,11 @@ impl<'r> Ctx<'_, '_, 'r> {
         }
     }
 
-    fn identifying(&self, key: Key, absent: &mut Option<String>) -> Result<Vec<String>, SkipReason> {
+    fn identifying(
+        &self,
+        key: Key,
+        absent: &mut Option<String>,
+    ) -> Result<Vec<String>, SkipReason> {
         match self.rep.attr(key) {
             Some(a) => self.row.list(a, absent),
             None => Ok(Vec::new()),
@@ -338,7 +355,12 @@ impl<'r> Ctx<'_, '_, 'r> {
     }
 
     /// Common SDO properties: description, labels, confidence, author, markings.
-    fn sdo(&self, stix_type: &str, id: String, name: Option<&str>) -> Result<StixObject, SkipReason> {
+    fn sdo(
+        &self,
+        stix_type: &str,
+        id: String,
+        name: Option<&str>,
+    ) -> Result<StixObject, SkipReason> {
         let ts = timestamp(self.at);
         let mut o = Map::new();
         o.insert("type".into(), Value::String(stix_type.into()));
@@ -376,10 +398,20 @@ impl<'r> Ctx<'_, '_, 'r> {
             EntityKind::Indicator => self.indicators(out, absent),
             EntityKind::Observable(stix_type) => {
                 for value in self.identifying(Key::Value, absent)? {
+                    if stix_type == "url" && !is_uri(&value) {
+                        // The indicator built from the same cell is still valid; only the
+                        // observable would fail STIX validation, so only it is left out.
+                        tracing::debug!(value = %value, "url observable left out: not a valid uri");
+                        absent.get_or_insert_with(|| format!("`{value}` is not a valid uri"));
+                        continue;
+                    }
                     check_value(stix_type, &value)?;
                     let mut o = value_observable(stix_type, &value, self.provenance);
                     if let Some(d) = self.one(Key::Description)? {
-                        o.insert("x_opencti_description".into(), Value::String(d.into_owned()));
+                        o.insert(
+                            "x_opencti_description".into(),
+                            Value::String(d.into_owned()),
+                        );
                     }
                     if let Some(s) = self.number(Key::Score, "x_opencti_score")? {
                         o.insert("x_opencti_score".into(), json!(s));
@@ -455,7 +487,8 @@ impl<'r> Ctx<'_, '_, 'r> {
         match stix_type {
             "malware" => {
                 let is_family = match self.one(Key::IsFamily)? {
-                    Some(t) => parse_bool(&t).ok_or_else(|| format!("`{t}` is not a boolean (is_family)"))?,
+                    Some(t) => parse_bool(&t)
+                        .ok_or_else(|| format!("`{t}` is not a boolean (is_family)"))?,
                     // A feed naming a malware names its family, not one sample.
                     None => true,
                 };
@@ -491,7 +524,11 @@ impl<'r> Ctx<'_, '_, 'r> {
         Ok(())
     }
 
-    fn file(&self, out: &mut Vec<StixObject>, absent: &mut Option<String>) -> Result<(), SkipReason> {
+    fn file(
+        &self,
+        out: &mut Vec<StixObject>,
+        absent: &mut Option<String>,
+    ) -> Result<(), SkipReason> {
         let mut hashes = Map::new();
         for attr in &self.rep.attrs {
             if let Key::Hash(algo) = attr.key {
@@ -521,14 +558,23 @@ impl<'r> Ctx<'_, '_, 'r> {
             o.insert("name".into(), Value::String(n.into_owned()));
         }
         if !self.provenance.markings.is_empty() {
-            let refs = self.provenance.markings.iter().map(|m| Value::String(m.id().into())).collect();
+            let refs = self
+                .provenance
+                .markings
+                .iter()
+                .map(|m| Value::String(m.id().into()))
+                .collect();
             o.insert("object_marking_refs".into(), Value::Array(refs));
         }
         out.push(o);
         Ok(())
     }
 
-    fn indicators(&self, out: &mut Vec<StixObject>, absent: &mut Option<String>) -> Result<(), SkipReason> {
+    fn indicators(
+        &self,
+        out: &mut Vec<StixObject>,
+        absent: &mut Option<String>,
+    ) -> Result<(), SkipReason> {
         let pattern_type = self
             .one(Key::PatternType)?
             .map(|t| t.trim().to_lowercase())
@@ -543,7 +589,11 @@ impl<'r> Ctx<'_, '_, 'r> {
             }
             raws = self.identifying(Key::Name, absent)?;
         }
-        let name_attr = if from_name { None } else { self.one(Key::Name)? };
+        let name_attr = if from_name {
+            None
+        } else {
+            self.one(Key::Name)?
+        };
         let valid_from = self.date(Key::ValidFrom)?.unwrap_or(self.at);
         let valid_until = self.date(Key::ValidUntil)?.filter(|u| *u > valid_from);
         for raw in raws {
@@ -576,7 +626,10 @@ impl<'r> Ctx<'_, '_, 'r> {
                 o.insert("x_opencti_score".into(), json!(s));
             }
             if let Some(t) = &main_type {
-                o.insert("x_opencti_main_observable_type".into(), Value::String(t.to_string()));
+                o.insert(
+                    "x_opencti_main_observable_type".into(),
+                    Value::String(t.to_string()),
+                );
             }
             out.push(o);
         }
@@ -587,7 +640,10 @@ impl<'r> Ctx<'_, '_, 'r> {
 /// Copies the optional properties an [`Ctx::sdo`] computed onto an object built elsewhere.
 fn merge_optional(target: &mut StixObject, extra: StixObject) {
     for (k, v) in extra {
-        if matches!(k.as_str(), "description" | "labels" | "confidence" | "created_by_ref") {
+        if matches!(
+            k.as_str(),
+            "description" | "labels" | "confidence" | "created_by_ref"
+        ) {
             target.insert(k, v);
         }
     }
@@ -618,6 +674,26 @@ fn check_value(stix_type: &str, value: &str) -> Result<(), SkipReason> {
     } else {
         Err(format!("`{value}` is not a valid {stix_type} value"))
     }
+}
+
+/// Whether a URL is a URI as STIX validators check it: a scheme, then only ASCII
+/// characters that RFC 3986 allows (percent-escapes included).
+fn is_uri(value: &str) -> bool {
+    let Some((scheme, _)) = value.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    scheme_ok
+        && value.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'\\' | b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}'
+                )
+        })
 }
 
 fn is_ip_or_cidr<T: std::str::FromStr>(value: &str, max_prefix: u8) -> bool {
@@ -652,7 +728,9 @@ pub(crate) fn stix_pattern(main_type: Option<&str>, value: &str) -> Result<Strin
         },
         None => guess_path(value)
             .ok_or_else(|| {
-                format!("cannot tell which observable `{value}` is; set x_opencti_main_observable_type")
+                format!(
+                    "cannot tell which observable `{value}` is; set x_opencti_main_observable_type"
+                )
             })?
             .into(),
     };
@@ -710,6 +788,7 @@ pub(crate) fn escape_pattern(value: &str) -> Cow<'_, str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -746,5 +825,9 @@ mod tests {
         assert!(check_value("ipv4-addr", "192.0.2.0/33").is_err());
         assert!(check_value("ipv6-addr", "2a06:e480::/29").is_ok());
         assert!(check_value("domain-name", "a b").is_err());
+        assert!(is_uri("http://a.example.test/x?y=1&z=%20"));
+        assert!(!is_uri(r"http://a.example.test/a\b"));
+        assert!(!is_uri("a.example.test/x"));
+        assert!(!is_uri("http://a.example.test/a b"));
     }
 }

@@ -66,20 +66,41 @@ fn strs(v: &Value) -> Vec<&str> {
 
 #[test]
 fn c06_urlhaus_crlf_commented_header() {
-    let (objects, skips) = run(fixture!("C06_csv_crlf_quoted_with_hash_header.csv"), shipped!("urlhaus.json"));
+    let (objects, skips) = run(
+        fixture!("C06_csv_crlf_quoted_with_hash_header.csv"),
+        shipped!("urlhaus.json"),
+    );
     assert!(skips.is_empty(), "{skips:?}");
     let urls = of_type(&objects, "url");
     let values: Vec<&str> = urls.iter().map(|u| u["value"].as_str().unwrap()).collect();
-    assert_eq!(values, ["http://198.51.100.7:40123/i", "https://files.example.test/inv.zip"]);
-    assert_eq!(urls[0]["id"], ids::value_sco_id("url", "http://198.51.100.7:40123/i"));
+    assert_eq!(
+        values,
+        [
+            "http://198.51.100.7:40123/i",
+            "https://files.example.test/inv.zip"
+        ]
+    );
+    assert_eq!(
+        urls[0]["id"],
+        ids::value_sco_id("url", "http://198.51.100.7:40123/i")
+    );
     let indicators = of_type(&objects, "indicator");
     assert_eq!(indicators.len(), 2);
-    assert_eq!(indicators[0]["pattern"], "[url:value = 'http://198.51.100.7:40123/i']");
-    assert_eq!(indicators[0]["id"], ids::indicator_id("[url:value = 'http://198.51.100.7:40123/i']"));
+    assert_eq!(
+        indicators[0]["pattern"],
+        "[url:value = 'http://198.51.100.7:40123/i']"
+    );
+    assert_eq!(
+        indicators[0]["id"],
+        ids::indicator_id("[url:value = 'http://198.51.100.7:40123/i']")
+    );
     assert_eq!(indicators[0]["valid_from"], "2024-09-12T10:00:01.000Z");
     assert_eq!(strs(&indicators[0]["labels"]), ["32-bit", "elf", "mips"]);
     assert_eq!(strs(&indicators[1]["labels"]), ["zip"]);
-    assert_eq!(strs(&urls[0]["x_opencti_labels"]), ["32-bit", "elf", "mips"]);
+    assert_eq!(
+        strs(&urls[0]["x_opencti_labels"]),
+        ["32-bit", "elf", "mips"]
+    );
     assert_eq!(of_type(&objects, "relationship").len(), 2);
     let text = serde_json::to_string(&objects).unwrap();
     assert!(!text.contains("\\r"), "a value kept a carriage return");
@@ -92,7 +113,10 @@ fn c06_empty_cell_is_absent() {
         r#""key": "value","#,
         r#""key": "x_opencti_description", "column": {"column_name": "E"}}, {"key": "value","#,
     );
-    let (objects, _) = run(fixture!("C06_csv_crlf_quoted_with_hash_header.csv"), &mapper);
+    let (objects, _) = run(
+        fixture!("C06_csv_crlf_quoted_with_hash_header.csv"),
+        &mapper,
+    );
     let urls = of_type(&objects, "url");
     assert_eq!(urls[0]["x_opencti_description"], "2024-09-12 10:00:01");
     assert!(urls[1].get("x_opencti_description").is_none());
@@ -108,7 +132,15 @@ const YARA_MAPPER: &str = r#"{"name": "yara", "has_header": true, "separator": "
 fn c07_quoted_multiline_yara_rule() {
     let mapper = Mapper::from_json(YARA_MAPPER).unwrap();
     let body = fixture!("C07_csv_quoted_field_with_newlines.csv");
-    let mut pager = CsvPager::new(body.as_bytes(), &mapper, &CsvCursor::default(), &provenance(), None, now()).unwrap();
+    let mut pager = CsvPager::new(
+        body.as_bytes(),
+        &mapper,
+        &CsvCursor::default(),
+        &provenance(),
+        None,
+        now(),
+    )
+    .unwrap();
     let objects = pager.next_slice(100).unwrap().unwrap();
     assert!(pager.next_slice(100).unwrap().is_none());
     assert_eq!(pager.rows_read(), 1);
@@ -131,13 +163,25 @@ fn c08_skip_char_only_at_record_start() {
                        {"key": "pattern", "column": {"column_name": "C"}}]}]}"##;
     let (objects, skips) = run(fixture!("C08_csv_skip_hash_line_in_quoted_csv.csv"), mapper);
     assert!(skips.is_empty());
-    let patterns: Vec<&str> = objects.iter().map(|o| o["pattern"].as_str().unwrap()).collect();
-    assert_eq!(patterns, ["[domain-name:value = 'bad.example.test']", "[ipv4-addr:value = '203.0.113.9']"]);
+    let patterns: Vec<&str> = objects
+        .iter()
+        .map(|o| o["pattern"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        patterns,
+        [
+            "[domain-name:value = 'bad.example.test']",
+            "[ipv4-addr:value = '203.0.113.9']"
+        ]
+    );
     // A `#` that starts a line inside a quoted cell is data, not a comment.
     let body = "name,pattern_type,pattern\n\"multi\",\"stix\",\"[domain-name:value = 'x.example.test']\n#still the cell\"\n";
     let (objects, _) = run(body, mapper);
     assert_eq!(objects.len(), 1);
-    assert!(objects[0]["pattern"].as_str().unwrap().ends_with("#still the cell"));
+    assert!(objects[0]["pattern"]
+        .as_str()
+        .unwrap()
+        .ends_with("#still the cell"));
 }
 
 /// One mapper, by header name, for both Feodo layouts.
@@ -160,27 +204,45 @@ const FEODO_BY_NAME: &str = r##"{"name": "feodo by name", "has_header": true, "s
      "attributes": [{"key": "from", "based_on": {"representations": ["ind"]}},
                     {"key": "to", "based_on": {"representations": ["mal"]}}]}]}"##;
 
+/// The same without `c2_status`, which the old layout lacks.
+const FEODO_OLD_BY_NAME: &str = r##"{"name": "old feodo by name", "has_header": true,
+  "skipLineChar": "#", "representations": [
+    {"id": "ind", "type": "entity", "target": {"entity_type": "Indicator"},
+     "attributes": [{"key": "pattern", "column": {"column_name": "dst_ip|DstIP"}},
+                    {"key": "x_opencti_main_observable_type", "default_values": ["IPv4-Addr"]},
+                    {"key": "valid_from", "column": {"column_name": "first_seen_utc|Firstseen",
+                       "configuration": {"pattern_date": "YYYY-MM-DD HH:mm:ss"}}}]},
+    {"id": "mal", "type": "entity", "target": {"entity_type": "Malware"},
+     "attributes": [{"key": "name", "column": {"column_name": "malware"}}]},
+    {"id": "r2", "type": "relationship", "target": {"entity_type": "indicates"},
+     "attributes": [{"key": "from", "based_on": {"representations": ["ind"]}},
+                    {"key": "to", "based_on": {"representations": ["mal"]}}]}]}"##;
+
 #[test]
 fn c09_both_feodo_layouts_by_header_name() {
-    // Old layout: no c2_status column, so that name must be optional... it is not in the
-    // header, which is an error; the old layout gets a mapper without it.
-    let old_mapper = FEODO_BY_NAME.replace(
-        r#"{"key": "description", "column": {"column_name": "c2_status"}},"#,
-        "",
+    let (objects, skips) = run(
+        fixture!("C09a_csv_feodo_layout_old_commented_header.csv"),
+        FEODO_OLD_BY_NAME,
     );
-    let (objects, skips) = run(fixture!("C09a_csv_feodo_layout_old_commented_header.csv"), &old_mapper);
     assert!(skips.is_empty(), "{skips:?}");
     let ind = of_type(&objects, "indicator");
     assert_eq!(ind.len(), 1);
     assert_eq!(ind[0]["pattern"], "[ipv4-addr:value = '192.0.2.10']");
     assert_eq!(ind[0]["valid_from"], "2021-01-05T08:00:00.000Z");
     assert_eq!(of_type(&objects, "malware")[0]["name"], "TrickBot");
-    assert_eq!(of_type(&objects, "relationship").len(), 2);
+    assert_eq!(of_type(&objects, "relationship").len(), 1);
 
-    let (objects, skips) = run(fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"), FEODO_BY_NAME);
+    let (objects, skips) = run(
+        fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"),
+        FEODO_BY_NAME,
+    );
     assert!(skips.is_empty(), "{skips:?}");
     let ind = of_type(&objects, "indicator");
-    assert_eq!(ind.len(), 1, "the quoted header row must not become an indicator");
+    assert_eq!(
+        ind.len(),
+        1,
+        "the quoted header row must not become an indicator"
+    );
     assert_eq!(ind[0]["pattern"], "[ipv4-addr:value = '192.0.2.20']");
     assert_eq!(ind[0]["description"], "online");
     assert_eq!(ind[0]["valid_from"], "2021-02-01T07:30:05.000Z");
@@ -199,12 +261,18 @@ fn c09_both_feodo_layouts_by_header_name() {
     .err()
     .unwrap()
     .to_string();
-    assert!(err.contains("column `c2_status`") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("column `c2_status`") && err.contains("line 4"),
+        "{err}"
+    );
 }
 
 #[test]
 fn c09_shipped_feodo_mapper() {
-    let (objects, skips) = run(fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"), shipped!("feodo.json"));
+    let (objects, skips) = run(
+        fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"),
+        shipped!("feodo.json"),
+    );
     assert!(skips.is_empty());
     assert_eq!(of_type(&objects, "ipv4-addr")[0]["value"], "192.0.2.20");
     assert_eq!(of_type(&objects, "malware")[0]["name"], "Dridex");
@@ -220,13 +288,32 @@ fn feodo_blocklist_with_a_bad_row() {
     assert_eq!(malware[0]["id"], ids::named_sdo_id("malware", "Pikabot"));
     assert_eq!(malware[0]["is_family"], true);
     let rels = of_type(&objects, "relationship");
-    assert_eq!(rels.iter().filter(|r| r["relationship_type"] == "based-on").count(), 3);
-    assert_eq!(rels.iter().filter(|r| r["relationship_type"] == "indicates").count(), 3);
+    assert_eq!(
+        rels.iter()
+            .filter(|r| r["relationship_type"] == "based-on")
+            .count(),
+        3
+    );
+    assert_eq!(
+        rels.iter()
+            .filter(|r| r["relationship_type"] == "indicates")
+            .count(),
+        3
+    );
     assert_eq!(skips.len(), 1);
     assert_eq!(skips[0].line, 11);
-    assert!(skips[0].reason.contains("`not-an-ip` is not a valid ipv4-addr"), "{}", skips[0].reason);
+    assert!(
+        skips[0]
+            .reason
+            .contains("`not-an-ip` is not a valid ipv4-addr"),
+        "{}",
+        skips[0].reason
+    );
     let ind = of_type(&objects, "indicator");
-    assert_eq!(ind[0]["created_by_ref"], ids::identity_id("feedstix tests", "organization"));
+    assert_eq!(
+        ind[0]["created_by_ref"],
+        ids::identity_id("feedstix tests", "organization")
+    );
     assert_eq!(ind[0]["object_marking_refs"][0], Tlp::Clear.id());
     assert_eq!(strs(&ind[0]["labels"]), ["botnet-c2"]);
 }
@@ -237,9 +324,16 @@ fn urlhaus_recent_escapes_quotes_in_patterns() {
     assert!(skips.is_empty(), "{skips:?}");
     let ind = of_type(&objects, "indicator");
     assert_eq!(ind.len(), 4);
-    assert_eq!(ind[2]["pattern"], r"[url:value = 'http://203.0.113.5/it\'s\\path.exe']");
+    assert_eq!(
+        ind[2]["pattern"],
+        r"[url:value = 'http://203.0.113.5/it\'s\\path.exe']"
+    );
     assert_eq!(ind[2]["name"], r"http://203.0.113.5/it's\path.exe");
     assert!(ind[2].get("labels").is_none(), "empty tags give no labels");
+    // The backslash makes the URL an invalid URI: the observable (and its based-on) is
+    // left out, the indicator stays.
+    assert_eq!(of_type(&objects, "url").len(), 3);
+    assert_eq!(of_type(&objects, "relationship").len(), 3);
     assert_eq!(strs(&ind[1]["labels"]), ["js", "Loader"]);
 }
 
@@ -255,9 +349,15 @@ fn sslbl_rows_wider_than_commented_header() {
 
 #[test]
 fn spamhaus_semicolons_and_ipv6() {
-    let (objects, skips) = run(fixture!("spamhaus_drop.txt"), shipped!("spamhaus-drop.json"));
+    let (objects, skips) = run(
+        fixture!("spamhaus_drop.txt"),
+        shipped!("spamhaus-drop.json"),
+    );
     assert!(skips.is_empty(), "{skips:?}");
-    let patterns: Vec<&str> = objects.iter().map(|o| o["pattern"].as_str().unwrap()).collect();
+    let patterns: Vec<&str> = objects
+        .iter()
+        .map(|o| o["pattern"].as_str().unwrap())
+        .collect();
     assert_eq!(
         patterns,
         [
@@ -278,12 +378,18 @@ fn emerging_threats_plain_list() {
     assert_eq!(lines, 539);
     assert_eq!(of_type(&objects, "ipv4-addr").len(), lines);
     assert_eq!(of_type(&objects, "indicator").len(), lines);
-    assert_eq!(of_type(&objects, "indicator")[0]["pattern"], "[ipv4-addr:value = '101.100.216.61']");
+    assert_eq!(
+        of_type(&objects, "indicator")[0]["pattern"],
+        "[ipv4-addr:value = '101.100.216.61']"
+    );
 }
 
 #[test]
 fn phishtank_quoted_commas() {
-    let (objects, skips) = run(fixture!("phishtank_verified.csv"), shipped!("phishtank.json"));
+    let (objects, skips) = run(
+        fixture!("phishtank_verified.csv"),
+        shipped!("phishtank.json"),
+    );
     assert!(skips.is_empty(), "{skips:?}");
     let urls = of_type(&objects, "url");
     assert_eq!(urls.len(), 3);
@@ -301,7 +407,10 @@ fn dshield_tab_separated_uncommented_header() {
                        {"key": "x_opencti_description", "column": {"column_name": "Name"}}]}]}"##;
     let (objects, skips) = run(fixture!("dshield_block.txt"), mapper);
     assert!(skips.is_empty(), "{skips:?}");
-    let values: Vec<&str> = objects.iter().map(|o| o["value"].as_str().unwrap()).collect();
+    let values: Vec<&str> = objects
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
     assert_eq!(values, ["192.0.2.0", "198.51.100.0"]);
     assert_eq!(objects[0]["x_opencti_description"], "Example Net");
     assert!(objects[1].get("x_opencti_description").is_none());
@@ -324,7 +433,10 @@ fn threatfox_commented_quoted_header_and_conditions() {
     assert_eq!(ind[0]["x_opencti_score"], 75);
     assert_eq!(strs(&ind[0]["labels"]), ["RAT"]);
     assert_eq!(ind[0]["valid_from"], "2024-05-05T11:41:00.000Z");
-    let malware: Vec<&str> = of_type(&objects, "malware").iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let malware: Vec<&str> = of_type(&objects, "malware")
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(malware, ["Cobalt Strike", "Remcos", "Lumma Stealer"]);
     assert_eq!(of_type(&objects, "relationship").len(), 3);
 }
@@ -337,7 +449,10 @@ fn opencti_test_file_comment_before_header_and_extra_column() {
         "attributes": [{"key": "name", "column": {"column_name": "E"}},
                        {"key": "description", "column": {"column_name": "F"}},
                        {"key": "is_family", "column": null, "default_values": ["false"]}]}]}}"##;
-    let (objects, skips) = run(fixture!("opencti_csvmapper_comment_before_header_extra_column.csv"), mapper);
+    let (objects, skips) = run(
+        fixture!("opencti_csvmapper_comment_before_header_extra_column.csv"),
+        mapper,
+    );
     assert!(skips.is_empty(), "{skips:?}");
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0]["name"], "tuxguitar");
@@ -375,8 +490,14 @@ fn feed_export_envelope_with_inline_mapper() {
     .unwrap();
     assert_eq!(objects.len(), 3);
     let rel = &objects[2];
-    assert_eq!(rel["source_ref"], ids::value_sco_id("domain-name", "a.example.test"));
-    assert_eq!(rel["target_ref"], ids::value_sco_id("url", "http://a.example.test/x"));
+    assert_eq!(
+        rel["source_ref"],
+        ids::value_sco_id("domain-name", "a.example.test")
+    );
+    assert_eq!(
+        rel["target_ref"],
+        ids::value_sco_id("url", "http://a.example.test/x")
+    );
 }
 
 #[test]
@@ -407,23 +528,38 @@ fn mapper_that_does_not_fit_gives_one_error() {
             {"key": "x_opencti_description", "column": {"column_name": "F"}}]}]}"#,
     )
     .unwrap();
-    let err = run_with("http://a.example.test/,x,y\nhttp://b.example.test/,x,y\n", &mapper, &CsvCursor::default())
-        .err()
-        .unwrap();
+    let err = run_with(
+        "http://a.example.test/,x,y\nhttp://b.example.test/,x,y\n",
+        &mapper,
+        &CsvCursor::default(),
+    )
+    .err()
+    .unwrap();
     let text = err.to_string();
     assert!(matches!(err, CsvError::Mismatch { line: 1, .. }), "{text}");
-    assert!(text.contains("column F (field 6)") && text.contains("at most 3 fields"), "{text}");
+    assert!(
+        text.contains("column F (field 6)") && text.contains("at most 3 fields"),
+        "{text}"
+    );
 
     // Every one of the first rows fails: the IPv4 mapper on a URL list.
     let mapper = Mapper::from_json(shipped!("et-compromised.json")).unwrap();
     let body = "http://a.example.test/\nhttp://b.example.test/\n";
-    let text = run_with(body, &mapper, &CsvCursor::default()).err().unwrap().to_string();
+    let text = run_with(body, &mapper, &CsvCursor::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(text.contains("none of the first 2 rows"), "{text}");
-    assert!(text.contains("line 1") && text.contains("is not a valid ipv4-addr"), "{text}");
+    assert!(
+        text.contains("line 1") && text.contains("is not a valid ipv4-addr"),
+        "{text}"
+    );
 
     // An expected header that is missing.
     let mapper = Mapper::from_json(FEODO_BY_NAME).unwrap();
-    let err = run_with("# only comments\n", &mapper, &CsvCursor::default()).err().unwrap();
+    let err = run_with("# only comments\n", &mapper, &CsvCursor::default())
+        .err()
+        .unwrap();
     assert!(matches!(err, CsvError::NoHeader { .. }), "{err}");
 }
 
@@ -435,7 +571,15 @@ fn bad_rows_are_skipped_and_bounded() {
         body.push_str(&format!("not-an-address-{i}\n"));
     }
     body.push_str("192.0.2.2\n");
-    let mut pager = CsvPager::new(body.as_bytes(), &mapper, &CsvCursor::default(), &provenance(), None, now()).unwrap();
+    let mut pager = CsvPager::new(
+        body.as_bytes(),
+        &mapper,
+        &CsvCursor::default(),
+        &provenance(),
+        None,
+        now(),
+    )
+    .unwrap();
     let mut indicators = 0;
     while let Some(slice) = pager.next_slice(7).unwrap() {
         indicators += of_type(&slice, "indicator").len();
@@ -457,7 +601,10 @@ fn unchanged_file_gives_no_rows_and_changed_rows_come_again() {
     };
     let (first, _, cursor) = run_with(body, &mapper, &start).unwrap();
     assert!(!first.is_empty());
-    assert_eq!(cursor.content_hash.as_deref(), Some(hex(&Sha256::digest(body.as_bytes())).as_str()));
+    assert_eq!(
+        cursor.content_hash.as_deref(),
+        Some(hex(&Sha256::digest(body.as_bytes())).as_str())
+    );
     assert_eq!(cursor.etag.as_deref(), Some("\"v1\""));
     assert_eq!(cursor.fingerprints.len(), 4);
 
@@ -467,10 +614,19 @@ fn unchanged_file_gives_no_rows_and_changed_rows_come_again() {
 
     // One row changed (status), one added: exactly those two rows come out.
     let changed = body
-        .replace("\"198.51.100.17\",\"2078\",\"online\"", "\"198.51.100.17\",\"2078\",\"offline\"")
-        .replace("# END", "\"2024-04-04 01:00:00\",\"192.0.2.99\",\"80\",\"online\",\"\",\"Emotet\"\n# END");
+        .replace(
+            "\"198.51.100.17\",\"2078\",\"online\"",
+            "\"198.51.100.17\",\"2078\",\"offline\"",
+        )
+        .replace(
+            "# END",
+            "\"2024-04-04 01:00:00\",\"192.0.2.99\",\"80\",\"online\",\"\",\"Emotet\"\n# END",
+        );
     let (delta, _, cursor3) = run_with(&changed, &mapper, &cursor).unwrap();
-    let ips: Vec<&str> = of_type(&delta, "ipv4-addr").iter().map(|o| o["value"].as_str().unwrap()).collect();
+    let ips: Vec<&str> = of_type(&delta, "ipv4-addr")
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
     assert_eq!(ips, ["198.51.100.17", "192.0.2.99"]);
     assert_eq!(cursor3.fingerprints.len(), 5);
     assert_ne!(cursor3.content_hash, cursor.content_hash);
@@ -481,14 +637,29 @@ fn import_from_drops_older_rows() {
     let mapper = Mapper::from_json(shipped!("feodo.json")).unwrap();
     let from = Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap();
     let body = fixture!("feodo_ipblocklist.csv");
-    let mut pager = CsvPager::new(body.as_bytes(), &mapper, &CsvCursor::default(), &provenance(), Some(from), now()).unwrap();
+    let mut pager = CsvPager::new(
+        body.as_bytes(),
+        &mapper,
+        &CsvCursor::default(),
+        &provenance(),
+        Some(from),
+        now(),
+    )
+    .unwrap();
     let mut objects = Vec::new();
     while let Some(s) = pager.next_slice(10).unwrap() {
         objects.extend(s);
     }
-    let ips: Vec<&str> = of_type(&objects, "ipv4-addr").iter().map(|o| o["value"].as_str().unwrap()).collect();
+    let ips: Vec<&str> = of_type(&objects, "ipv4-addr")
+        .iter()
+        .map(|o| o["value"].as_str().unwrap())
+        .collect();
     assert_eq!(ips, ["203.0.113.80"]);
-    assert_eq!(pager.finish().fingerprints.len(), 4, "filtered rows are still remembered");
+    assert_eq!(
+        pager.finish().fingerprints.len(),
+        4,
+        "filtered rows are still remembered"
+    );
 }
 
 #[test]
@@ -496,11 +667,17 @@ fn preview_stops_at_the_limit() {
     let mapper = Mapper::from_json(shipped!("et-compromised.json")).unwrap();
     let body = fixture!("emergingthreats_compromised_ips_plain_list.txt");
     let objects = preview(body.as_bytes(), &mapper, &provenance(), now(), 5).unwrap();
-    let entities = objects.iter().filter(|o| o["type"] != "relationship").count();
+    let entities = objects
+        .iter()
+        .filter(|o| o["type"] != "relationship")
+        .count();
     assert_eq!(entities, 5);
     for rel in of_type(&objects, "relationship") {
         for end in ["source_ref", "target_ref"] {
-            assert!(objects.iter().any(|o| o["id"] == rel[end]), "dangling relationship");
+            assert!(
+                objects.iter().any(|o| o["id"] == rel[end]),
+                "dangling relationship"
+            );
         }
     }
 }
@@ -513,7 +690,15 @@ fn finishing_early_keeps_the_previous_cursor() {
         ..CsvCursor::default()
     };
     let body = fixture!("emergingthreats_compromised_ips_plain_list.txt");
-    let mut pager = CsvPager::new(body.as_bytes(), &mapper, &previous, &provenance(), None, now()).unwrap();
+    let mut pager = CsvPager::new(
+        body.as_bytes(),
+        &mapper,
+        &previous,
+        &provenance(),
+        None,
+        now(),
+    )
+    .unwrap();
     assert!(pager.next_slice(3).unwrap().is_some());
     assert_eq!(pager.finish(), previous);
 }
@@ -523,25 +708,77 @@ fn finishing_early_keeps_the_previous_cursor() {
 #[test]
 fn write_bundles_for_validation() {
     let cases: [(&str, &str, &str); 13] = [
-        ("c06", fixture!("C06_csv_crlf_quoted_with_hash_header.csv"), shipped!("urlhaus.json")),
-        ("c07", fixture!("C07_csv_quoted_field_with_newlines.csv"), YARA_MAPPER),
-        ("c09a", fixture!("C09a_csv_feodo_layout_old_commented_header.csv"), shipped!("feodo.json")),
-        ("c09b", fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"), FEODO_BY_NAME),
-        ("feodo", fixture!("feodo_ipblocklist.csv"), shipped!("feodo.json")),
-        ("urlhaus", fixture!("urlhaus_recent.csv"), shipped!("urlhaus.json")),
-        ("sslbl", fixture!("sslbl_ipblacklist.csv"), shipped!("sslbl.json")),
-        ("spamhaus", fixture!("spamhaus_drop.txt"), shipped!("spamhaus-drop.json")),
-        ("et", fixture!("emergingthreats_compromised_ips_plain_list.txt"), shipped!("et-compromised.json")),
-        ("phishtank", fixture!("phishtank_verified.csv"), shipped!("phishtank.json")),
-        ("threatfox", fixture!("threatfox_recent.csv"), shipped!("threatfox.json")),
-        ("c08", fixture!("C08_csv_skip_hash_line_in_quoted_csv.csv"), r##"{"has_header": true, "skipLineChar": "#",
+        (
+            "c06",
+            fixture!("C06_csv_crlf_quoted_with_hash_header.csv"),
+            shipped!("urlhaus.json"),
+        ),
+        (
+            "c07",
+            fixture!("C07_csv_quoted_field_with_newlines.csv"),
+            YARA_MAPPER,
+        ),
+        (
+            "c09a",
+            fixture!("C09a_csv_feodo_layout_old_commented_header.csv"),
+            FEODO_OLD_BY_NAME,
+        ),
+        (
+            "c09b",
+            fixture!("C09b_csv_feodo_layout_new_quoted_header.csv"),
+            FEODO_BY_NAME,
+        ),
+        (
+            "feodo",
+            fixture!("feodo_ipblocklist.csv"),
+            shipped!("feodo.json"),
+        ),
+        (
+            "urlhaus",
+            fixture!("urlhaus_recent.csv"),
+            shipped!("urlhaus.json"),
+        ),
+        (
+            "sslbl",
+            fixture!("sslbl_ipblacklist.csv"),
+            shipped!("sslbl.json"),
+        ),
+        (
+            "spamhaus",
+            fixture!("spamhaus_drop.txt"),
+            shipped!("spamhaus-drop.json"),
+        ),
+        (
+            "et",
+            fixture!("emergingthreats_compromised_ips_plain_list.txt"),
+            shipped!("et-compromised.json"),
+        ),
+        (
+            "phishtank",
+            fixture!("phishtank_verified.csv"),
+            shipped!("phishtank.json"),
+        ),
+        (
+            "threatfox",
+            fixture!("threatfox_recent.csv"),
+            shipped!("threatfox.json"),
+        ),
+        (
+            "c08",
+            fixture!("C08_csv_skip_hash_line_in_quoted_csv.csv"),
+            r##"{"has_header": true, "skipLineChar": "#",
           "representations": [{"id": "i", "type": "entity", "target": {"entity_type": "Indicator"},
           "attributes": [{"key": "name", "column": {"column_name": "A"}},
           {"key": "pattern_type", "column": {"column_name": "B"}},
-          {"key": "pattern", "column": {"column_name": "C"}}]}]}"##),
-        ("opencti", fixture!("opencti_csvmapper_comment_before_header_extra_column.csv"), r##"{"has_header": true,
+          {"key": "pattern", "column": {"column_name": "C"}}]}]}"##,
+        ),
+        (
+            "opencti",
+            fixture!("opencti_csvmapper_comment_before_header_extra_column.csv"),
+            r##"{"has_header": true,
           "skipLineChar": "#", "representations": [{"id": "m", "type": "entity",
-          "target": {"entity_type": "Malware"}, "attributes": [{"key": "name", "column": {"column_name": "E"}}]}]}"##),
+          "target": {"entity_type": "Malware"}, "attributes": [{"key": "name", "column": {"column_name": "E"}}]}]}"##,
+        ),
     ];
     let dir = std::env::var_os("FEEDSTIX_CSV_BUNDLE_DIR")
         .map(std::path::PathBuf::from)
@@ -558,7 +795,11 @@ fn write_bundles_for_validation() {
             "id": format!("bundle--{}", uuid::Uuid::new_v4()),
             "objects": objects,
         });
-        std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_vec_pretty(&bundle).unwrap(),
+        )
+        .unwrap();
     }
     eprintln!("wrote 13 bundles, {total} objects, to {}", dir.display());
 }
