@@ -554,10 +554,15 @@ struct Mapped {
     failed: Option<RowSkip>,
 }
 
-/// Removes repeated objects (same id), keeping the first.
+/// Removes repeated objects (same id), keeping the first. Ids are borrowed, not copied:
+/// this runs on every slice.
 fn dedupe(objects: &mut Vec<StixObject>) {
-    let mut seen: HashSet<String> = HashSet::with_capacity(objects.len());
-    objects.retain(|o| seen.insert(object_id(o).to_string()));
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(objects.len());
+        objects.iter().map(|o| seen.insert(object_id(o))).collect()
+    };
+    let mut flags = keep.into_iter();
+    objects.retain(|_| flags.next().unwrap_or(true));
 }
 
 fn hex(bytes: &[u8]) -> String {

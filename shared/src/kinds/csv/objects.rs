@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::dates;
 use super::mapper::{AttrSpec, EntityKind, Key, Mapper, RepKind, Representation};
 use crate::stix::ids;
-use crate::stix::object::{relationship, timestamp, value_observable, vulnerability};
+use crate::stix::object::{timestamp, value_observable, vulnerability};
 use crate::stix::{Provenance, StixObject};
 
 /// The cells of one record, reached through the mapper's column slots.
@@ -66,10 +66,15 @@ impl<'r> Cells<'r> {
 pub(crate) struct RowBuilder {
     mapper: Mapper,
     provenance: Provenance,
+    /// The feed author's id, computed once: it is a hash, and every SDO carries it.
     author_id: Option<String>,
+    /// `object_marking_refs`, built once for the same reason.
+    markings: Option<Value>,
     now: DateTime<Utc>,
     /// Ids produced by each representation for the current row; reused across rows.
     produced: Vec<Vec<String>>,
+    /// Whether each representation applies to the current row; reused across rows.
+    applies: Vec<bool>,
 }
 
 /// Why a row gave no objects, or which value in it is wrong.
@@ -81,8 +86,18 @@ impl RowBuilder {
             mapper: mapper.clone(),
             provenance: provenance.clone(),
             author_id: provenance.author_id(),
+            markings: (!provenance.markings.is_empty()).then(|| {
+                Value::Array(
+                    provenance
+                        .markings
+                        .iter()
+                        .map(|m| Value::String(m.id().into()))
+                        .collect(),
+                )
+            }),
             now,
             produced: vec![Vec::new(); mapper.representations.len()],
+            applies: Vec::with_capacity(mapper.representations.len()),
         }
     }
 
@@ -101,19 +116,16 @@ impl RowBuilder {
             cells,
             mapper: &self.mapper,
         };
-        let applies: Vec<bool> = self
-            .mapper
-            .representations
-            .iter()
-            .map(|r| row.applies(r))
-            .collect();
-
+        self.applies.clear();
+        self.applies
+            .extend(self.mapper.representations.iter().map(|r| row.applies(r)));
+        let applies = &self.applies;
         let mut row_date = None;
         'outer: for (rep, _) in self
             .mapper
             .representations
             .iter()
-            .zip(&applies)
+            .zip(applies.iter())
             .filter(|(_, a)| **a)
         {
             for attr in &rep.attrs {
@@ -126,6 +138,8 @@ impl RowBuilder {
             }
         }
         let at = row_date.unwrap_or(self.now);
+        // Formatted once per row: most objects of a row share this timestamp.
+        let at_ts = timestamp(at);
 
         let mut absent: Option<String> = None;
         for (i, rep) in self.mapper.representations.iter().enumerate() {
@@ -139,6 +153,8 @@ impl RowBuilder {
                         rep,
                         at,
                         provenance: &self.provenance,
+                        markings: self.markings.as_ref(),
+                        at_ts: &at_ts,
                         author: self.created_by(&row, rep),
                     };
                     let before = out.len();
@@ -166,8 +182,14 @@ impl RowBuilder {
                             if source == target {
                                 continue;
                             }
-                            let mut r =
-                                relationship(rel_type, source, target, &self.provenance, at);
+                            let mut r = relationship_object(
+                                rel_type,
+                                source,
+                                target,
+                                &at_ts,
+                                self.author_id.as_deref(),
+                                self.markings.as_ref(),
+                            );
                             if let Some(d) = &description {
                                 r.insert("description".into(), Value::String(d.to_string()));
                             }
@@ -308,6 +330,8 @@ struct Ctx<'a, 'c, 'r> {
     rep: &'r Representation,
     at: DateTime<Utc>,
     provenance: &'a Provenance,
+    markings: Option<&'a Value>,
+    at_ts: &'a str,
     author: Option<String>,
 }
 
@@ -361,7 +385,7 @@ impl<'r> Ctx<'_, '_, 'r> {
         id: String,
         name: Option<&str>,
     ) -> Result<StixObject, SkipReason> {
-        let ts = timestamp(self.at);
+        let ts = self.at_ts.to_string();
         let mut o = Map::new();
         o.insert("type".into(), Value::String(stix_type.into()));
         o.insert("spec_version".into(), Value::String("2.1".into()));
@@ -381,7 +405,9 @@ impl<'r> Ctx<'_, '_, 'r> {
         if let Some(c) = self.number(Key::Confidence, "confidence")? {
             o.insert("confidence".into(), json!(c));
         }
-        self.provenance.apply(&mut o);
+        if let Some(m) = self.markings {
+            o.insert("object_marking_refs".into(), m.clone());
+        }
         if let Some(a) = &self.author {
             o.insert("created_by_ref".into(), Value::String(a.clone()));
         }
@@ -614,7 +640,12 @@ impl<'r> Ctx<'_, '_, 'r> {
             if let Some(v) = self.one(Key::PatternVersion)? {
                 o.insert("pattern_version".into(), Value::String(v.into_owned()));
             }
-            o.insert("valid_from".into(), Value::String(timestamp(valid_from)));
+            let valid_from_ts = if valid_from == self.at {
+                self.at_ts.to_string()
+            } else {
+                timestamp(valid_from)
+            };
+            o.insert("valid_from".into(), Value::String(valid_from_ts));
             if let Some(u) = valid_until {
                 o.insert("valid_until".into(), Value::String(timestamp(u)));
             }
@@ -635,6 +666,38 @@ impl<'r> Ctx<'_, '_, 'r> {
         }
         Ok(())
     }
+}
+
+/// A relationship, as [`crate::stix::object::relationship`] makes it, with the author and
+/// markings computed once per feed rather than once per object.
+fn relationship_object(
+    relationship_type: &str,
+    source: &str,
+    target: &str,
+    at_ts: &str,
+    author: Option<&str>,
+    markings: Option<&Value>,
+) -> StixObject {
+    let mut o = Map::new();
+    o.insert("type".into(), Value::String("relationship".into()));
+    o.insert("spec_version".into(), Value::String("2.1".into()));
+    let id = ids::relationship_id(relationship_type, source, target, None, None);
+    o.insert("id".into(), Value::String(id));
+    o.insert("created".into(), Value::String(at_ts.into()));
+    o.insert("modified".into(), Value::String(at_ts.into()));
+    o.insert(
+        "relationship_type".into(),
+        Value::String(relationship_type.into()),
+    );
+    o.insert("source_ref".into(), Value::String(source.into()));
+    o.insert("target_ref".into(), Value::String(target.into()));
+    if let Some(a) = author {
+        o.insert("created_by_ref".into(), Value::String(a.into()));
+    }
+    if let Some(m) = markings {
+        o.insert("object_marking_refs".into(), m.clone());
+    }
+    o
 }
 
 /// Copies the optional properties an [`Ctx::sdo`] computed onto an object built elsewhere.
@@ -816,6 +879,26 @@ mod tests {
         );
         assert!(stix_pattern(None, "just words").is_err());
         assert!(stix_pattern(Some("Credential"), "x").is_err());
+    }
+
+    #[test]
+    fn relationship_object_matches_the_shared_builder() {
+        let p = Provenance {
+            author: Some("x".into()),
+            markings: vec![crate::stix::Tlp::Green],
+        };
+        let at = chrono::Utc::now();
+        let shared = crate::stix::object::relationship("uses", "a--1", "b--2", &p, at);
+        let markings = Value::Array(vec![Value::String(crate::stix::Tlp::Green.id().into())]);
+        let ours = relationship_object(
+            "uses",
+            "a--1",
+            "b--2",
+            &timestamp(at),
+            p.author_id().as_deref(),
+            Some(&markings),
+        );
+        assert_eq!(ours, shared);
     }
 
     #[test]

@@ -803,3 +803,84 @@ fn write_bundles_for_validation() {
     }
     eprintln!("wrote 13 bundles, {total} objects, to {}", dir.display());
 }
+
+/// URLhaus-shaped rows made on the fly, so the body never exists whole in memory.
+struct SyntheticUrlhaus {
+    rows: u64,
+    next: u64,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for SyntheticUrlhaus {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.pending.len() {
+            self.pending.clear();
+            self.pos = 0;
+            if self.next == 0 {
+                self.pending.extend_from_slice(
+                    b"# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\r\n",
+                );
+            }
+            while self.next < self.rows && self.pending.len() < 64 * 1024 {
+                let i = self.next;
+                let line = format!(
+                    "\"{i}\",\"2024-09-12 10:{:02}:{:02}\",\"http://198.51.{}.{}:{}/bins/{i}.sh\",\"online\",\"\",\"malware_download\",\"32-bit,elf,mips\",\"https://urlhaus.example.test/url/{i}/\",\"reporter\"\r\n",
+                    (i / 60) % 60,
+                    i % 60,
+                    (i >> 8) % 256,
+                    i % 256,
+                    1024 + i % 50000
+                );
+                self.pending.extend_from_slice(line.as_bytes());
+                self.next += 1;
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.pos);
+        buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The throughput target: `cargo test --release -p feedstix perf_million -- --ignored
+/// --nocapture` (1,000,000 rows, < 10 s, < 64 MiB peak RSS).
+#[test]
+#[ignore = "slow in debug builds; run in release"]
+fn perf_million_urlhaus_rows() {
+    let rows = 1_000_000;
+    let mapper = Mapper::from_json(shipped!("urlhaus.json")).unwrap();
+    let body = SyntheticUrlhaus {
+        rows,
+        next: 0,
+        pending: Vec::new(),
+        pos: 0,
+    };
+    let started = std::time::Instant::now();
+    let mut pager = CsvPager::new(
+        body,
+        &mapper,
+        &CsvCursor::default(),
+        &provenance(),
+        None,
+        now(),
+    )
+    .unwrap();
+    let mut objects = 0usize;
+    while let Some(slice) = pager.next_slice(2000).unwrap() {
+        objects += slice.len();
+    }
+    assert_eq!(pager.rows_read(), rows);
+    let cursor = pager.finish();
+    let elapsed = started.elapsed();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: unknown");
+    eprintln!(
+        "{rows} rows, {objects} objects, {} fingerprints in {elapsed:?}; {peak}",
+        cursor.fingerprints.len()
+    );
+    assert_eq!(objects, 3 * rows as usize);
+}
