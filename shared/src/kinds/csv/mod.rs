@@ -206,6 +206,8 @@ pub struct CsvPager<R: Read> {
     /// Rows mapped while probing, not yet handed on.
     ready: VecDeque<Vec<StixObject>>,
     at_end: bool,
+    /// Objects a row usually gives (one per representation), to size slices.
+    objects_per_row: usize,
 }
 
 impl<R: Read> CsvPager<R> {
@@ -308,6 +310,7 @@ impl<R: Read> CsvPager<R> {
             probed: false,
             ready: VecDeque::new(),
             at_end: false,
+            objects_per_row: mapper.representations.len().max(1),
         })
     }
 
@@ -325,7 +328,9 @@ impl<R: Read> CsvPager<R> {
         if !self.probed {
             self.probe()?;
         }
-        let mut out = Vec::new();
+        // Sized once: growing a slice of thousands of objects step by step costs a series
+        // of large reallocations, which the allocator pays for in heap consolidation.
+        let mut out = Vec::with_capacity(max_rows.min(4096) * self.objects_per_row);
         let mut rows = 0;
         while rows < max_rows {
             let Some(objects) = self.ready.pop_front() else {
