@@ -53,6 +53,9 @@ impl Rng {
     }
 }
 
+/// One commit that moved a feed's page: epoch, page before, page after, `added_after`.
+type Committed = (u64, u64, u64, Option<String>);
+
 struct World {
     rng: Rng,
     faults: Mutex<bool>,
@@ -61,8 +64,8 @@ struct World {
     delivered: Mutex<BTreeSet<String>>,
     states: Mutex<BTreeMap<String, FeedState>>,
     lease: Mutex<Option<DateTime<Utc>>>,
-    /// Every successful commit: (epoch, page before, page after, added_after after).
-    commits: Mutex<Vec<(u64, u64, u64, Option<String>)>>,
+    /// Every successful commit that moved a page.
+    commits: Mutex<Vec<Committed>>,
     jobs: Mutex<VecDeque<FetchJob>>,
 }
 
@@ -383,7 +386,9 @@ async fn schedule(seed: u64) -> usize {
                 dispatcher::dispatch(&feeds, &states, &jobs, now, true)
                     .await
                     .unwrap();
-                while let Some(job) = world.jobs.lock().unwrap().pop_front() {
+                loop {
+                    let next = world.jobs.lock().unwrap().pop_front();
+                    let Some(job) = next else { break };
                     fetcher::handle(&job, &deps, &sources, now).await.unwrap();
                 }
                 now += Duration::minutes(30);
