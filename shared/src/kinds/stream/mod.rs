@@ -62,7 +62,7 @@ pub const CONNECTED_WAIT: Duration = Duration::from_secs(10);
 const MAX_RECONNECTS: u32 = 5;
 
 /// First reconnection delay; doubled each time, capped at [`BACKOFF_MAX`].
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Time added to the page's limit for the HTTP request itself, so the transport never cuts
