@@ -101,16 +101,11 @@ async fn a_second_run_resumes_after_the_committed_event() {
     let (summaries, out) = ws.run_once().await;
     assert_eq!(summaries[0].error, None);
     let objects = emitted(&out);
-    assert_eq!(
-        ids(&objects),
-        vec![
-            indicator(9, "")["id"].clone(),
-            indicator(2, "")["id"].clone()
-        ]
+    let expected: Vec<String> = [indicator(9, ""), indicator(2, "")]
         .iter()
-        .map(|v| v.as_str().unwrap_or_default().to_string())
-        .collect::<Vec<_>>()
-    );
+        .map(|v| v["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids(&objects), expected);
     let second = &server.asked()[1];
     assert_eq!(second.query("from").as_deref(), Some("1715000003000-0"));
     assert_eq!(second.header("last-event-id"), Some("1715000003000-0"));
