@@ -533,7 +533,12 @@ impl<'a> Page<'a> {
                 "the remote no longer holds event {ours} (its oldest is {first}); resumed from \
                  its oldest event, and events in between may be lost"
             );
-            tracing::warn!(feed = %self.feed, resume_after = %ours, oldest = %first, "stream retention passed the cursor");
+            tracing::warn!(
+                feed = %self.feed,
+                resume_after = %ours,
+                oldest = %first,
+                "stream retention passed the cursor"
+            );
             self.skip(note.clone());
             self.cursor.gap = Some(note);
             // Said once per page, not once per reconnection.
@@ -563,7 +568,12 @@ impl<'a> Page<'a> {
                 let change = match event::read_change(&event.event, &event.data) {
                     Ok(c) => c,
                     Err(reason) => {
-                        tracing::warn!(feed = %self.feed, event_id = %id, reason = %reason, "skipped stream event");
+                        tracing::warn!(
+                            feed = %self.feed,
+                            event_id = %id,
+                            reason = %reason,
+                            "skipped stream event"
+                        );
                         self.skip(format!("event {id} ({}): {reason}", event.event));
                         self.advance(&id);
                         return Ok(Step::Continue);
@@ -577,7 +587,12 @@ impl<'a> Page<'a> {
             }
             other => {
                 // Older platforms send `sync` and others; their id is still a position.
-                tracing::debug!(feed = %self.feed, event = %other, event_id = %id, "stream event ignored");
+                tracing::debug!(
+                    feed = %self.feed,
+                    event = %other,
+                    event_id = %id,
+                    "stream event ignored"
+                );
                 self.advance(&id);
             }
         }
