@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod rss;
+pub mod stream;
 pub mod taxii;
 
 use async_trait::async_trait;
@@ -117,9 +118,7 @@ pub async fn fetch_page(
         }
         KindConfig::Csv { .. } => csv_page(feed, cursor, source, now, out).await,
         KindConfig::Taxii { .. } => taxii::fetch_page(feed, cursor, source, now, out).await,
-        KindConfig::Stream { .. } => Err(FetchError::Unsupported(
-            "live-stream feeds are not available in this build yet".into(),
-        )),
+        KindConfig::Stream { .. } => stream::fetch_page(feed, cursor, source, now, out).await,
     }
 }
 
