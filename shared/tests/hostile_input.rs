@@ -209,7 +209,9 @@ fn entity_expansion_is_refused() {
         Utc::now(),
     )
     .and_then(|mut p| p.next_item().unwrap_or(Ok(ItemOutcome::Old)));
-    let err = result.expect_err("a document declaring entities must be refused").to_string();
+    let err = result
+        .expect_err("a document declaring entities must be refused")
+        .to_string();
     assert!(err.contains("entit"), "{err}");
 }
 

@@ -67,6 +67,14 @@ pub enum FetchError {
         /// 401 or 403.
         status: u16,
     },
+    /// Access refused to a feed that sends no credentials.
+    #[error("{url} refused access (HTTP {status}) and this feed sends no credentials; if the source needs them, set the feed's auth")]
+    Forbidden {
+        /// The URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// Nothing at the URL.
     #[error("{url} was not found (HTTP 404)")]
     NotFound {
@@ -122,11 +130,20 @@ pub async fn fetch_page(
     }
 }
 
-/// Maps an HTTP status that is not a success to the error users should see.
-pub fn check_status(response: &SourceResponse, url: &str) -> Result<(), FetchError> {
+/// Maps an HTTP status that is not a success to the error users should see. `has_auth`
+/// tells a refusal of the feed's credentials from a source that wants some.
+pub fn check_status(
+    response: &SourceResponse,
+    url: &str,
+    has_auth: bool,
+) -> Result<(), FetchError> {
     match response.status {
         200..=299 | 304 => Ok(()),
-        401 | 403 => Err(FetchError::Unauthorized {
+        401 | 403 if has_auth => Err(FetchError::Unauthorized {
+            url: url.into(),
+            status: response.status,
+        }),
+        401 | 403 => Err(FetchError::Forbidden {
             url: url.into(),
             status: response.status,
         }),
@@ -174,16 +191,21 @@ struct Document {
 
 async fn get_document(
     source: &dyn Source,
-    url: &str,
+    feed: &Feed,
     etag: Option<&str>,
     last_modified: Option<&str>,
 ) -> Result<Option<Document>, FetchError> {
+    let url = feed.config.url.as_str();
     let request = SourceRequest {
         url: url.into(),
         headers: conditional_headers(etag, last_modified),
     };
     let response = source.get(request).await?;
-    check_status(&response, url)?;
+    check_status(
+        &response,
+        url,
+        feed.config.http.auth != crate::config::Auth::None,
+    )?;
     if response.status == 304 {
         return Ok(None);
     }
@@ -215,7 +237,7 @@ async fn rss_page(
     };
     let doc = get_document(
         source,
-        url,
+        feed,
         previous.etag.as_deref(),
         previous.last_modified.as_deref(),
     );
@@ -293,7 +315,7 @@ async fn csv_page(
     };
     let doc = get_document(
         source,
-        url,
+        feed,
         previous.etag.as_deref(),
         previous.last_modified.as_deref(),
     );
