@@ -15,6 +15,9 @@ def main(paths):
     files = []
     for arg in paths:
         path = pathlib.Path(arg)
+        if not path.exists():
+            print(f"{path}: no such file or folder")
+            return 1
         files.extend(sorted(path.rglob("*.json")) if path.is_dir() else [path])
     bundles = objects = invalid = 0
     for path in files:

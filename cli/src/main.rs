@@ -4,6 +4,8 @@
 //! outcome into output and an exit code (0 success, 1 a feed failed, 2 bad usage or
 //! configuration).
 
+mod taxii;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use feedstix::config::{self, Config};
 use feedstix::http::RetryPolicy;
 use feedstix::local::{self, FeedSummary, LocalRunner, RunOptions, Shutdown};
+
+mod ops;
 
 /// Threat-intelligence feeds (RSS/Atom, CSV, TAXII, OpenCTI streams) to STIX 2.1 bundles.
 #[derive(Parser)]
@@ -54,6 +58,77 @@ enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Show each feed's state: running or stopped, last and next run, cursor, objects,
+    /// last error and consecutive failures.
+    ///
+    /// Reads the state file without locking it, so it works while `run` is going.
+    ///
+    /// Example: feedstix status --config examples/feeds.toml --json
+    Status(StatusArgs),
+
+    /// Feed operations: list, show, start, stop, reset.
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+
+    /// TAXII server commands.
+    #[command(subcommand)]
+    Taxii(taxii::TaxiiCommand),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    files: Files,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The configuration and state files of a command.
+#[derive(Args)]
+struct Files {
+    /// The feeds file.
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// State file [default: <config name>.state.json beside the config].
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct OneFeed {
+    #[command(flatten)]
+    files: Files,
+    /// The feed.
+    #[arg(long, value_name = "NAME")]
+    feed: String,
+}
+
+#[derive(Subcommand)]
+enum FeedsCommand {
+    /// List the feeds with kind, run state, interval and URL.
+    ///
+    /// Example: feedstix feeds list --config examples/feeds.toml
+    List(Files),
+    /// Show one feed's definition, status and cursor as JSON.
+    ///
+    /// Example: feedstix feeds show --config examples/feeds.toml --feed cert-advisories
+    Show(OneFeed),
+    /// Start a stopped feed: it is fetched again on its interval.
+    ///
+    /// Example: feedstix feeds start --config examples/feeds.toml --feed cert-advisories
+    Start(OneFeed),
+    /// Stop a feed: `run` skips it until it is started again. Refused while a `run` holds
+    /// the state file.
+    ///
+    /// Example: feedstix feeds stop --config examples/feeds.toml --feed cert-advisories
+    Stop(OneFeed),
+    /// Reset a feed's state: a new epoch, the cursor back to `import_from`; the next run
+    /// imports the source again from there. Refused while a `run` holds the state file.
+    ///
+    /// Example: feedstix feeds reset --config examples/feeds.toml --feed urlhaus-sample
+    Reset(OneFeed),
 }
 
 #[derive(Args)]
@@ -141,10 +216,66 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Verify(args) => verify(args).await,
         Command::Config(ConfigCommand::Check { config }) => check(config),
+        Command::Status(args) => {
+            let config = load(&args.files.config)?;
+            ops::status(
+                &config,
+                &ops::state_path(&args.files.config, args.files.state),
+                args.json,
+            )
+        }
+        Command::Feeds(command) => feeds(command).await,
+        Command::Taxii(command) => taxii::run(command).await,
     }
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
+async fn feeds(command: FeedsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        FeedsCommand::List(files) => {
+            let config = load(&files.config)?;
+            ops::list(&config, &ops::state_path(&files.config, files.state))
+        }
+        FeedsCommand::Show(one) => {
+            let config = load(&one.files.config)?;
+            ops::show(
+                &config,
+                &ops::state_path(&one.files.config, one.files.state),
+                &one.feed,
+            )
+        }
+        FeedsCommand::Start(one) => {
+            let config = load(&one.files.config)?;
+            ops::set_running(
+                &config,
+                &ops::state_path(&one.files.config, one.files.state),
+                &one.feed,
+                true,
+            )
+            .await
+        }
+        FeedsCommand::Stop(one) => {
+            let config = load(&one.files.config)?;
+            ops::set_running(
+                &config,
+                &ops::state_path(&one.files.config, one.files.state),
+                &one.feed,
+                false,
+            )
+            .await
+        }
+        FeedsCommand::Reset(one) => {
+            let config = load(&one.files.config)?;
+            ops::reset(
+                &config,
+                &ops::state_path(&one.files.config, one.files.state),
+                &one.feed,
+            )
+            .await
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config::load(path)?)
 }
 

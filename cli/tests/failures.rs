@@ -2,6 +2,8 @@
 //! error naming the feed and the cause, its cursor does not move, the other feeds are
 //! unaffected; a second run on the same state is refused; SIGTERM stops cleanly.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

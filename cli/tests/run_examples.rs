@@ -1,6 +1,8 @@
 //! The README's main job, end to end with the real binary: `feedstix run --once` on the
 //! shipped examples writes valid bundles for every feed, and a second run writes nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

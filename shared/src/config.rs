@@ -850,9 +850,8 @@ impl<'a> FeedChecker<'a> {
             }
         }
         if let Some(v) = t.get("auth") {
-            match self.auth(v) {
-                Some(a) => h.auth = a,
-                None => {}
+            if let Some(a) = self.auth(v) {
+                h.auth = a;
             }
             if matches!(kind, Some(Kind::Stream))
                 && !matches!(h.auth, Auth::Bearer { .. } | Auth::None)

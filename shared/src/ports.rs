@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FeedConfig, Kind};
-use crate::cursor::FeedState;
+use crate::cursor::{FeedState, RunState};
 use crate::stix::StixObject;
 
 /// A boxed error from an adapter, with its context already in the message.
@@ -135,6 +135,16 @@ pub trait StateStore: Send + Sync {
     /// A plain counter outside the versioned state, so counting never makes a fetcher
     /// lose its conditional write.
     async fn count_dropped(&self, feed: &str, n: u64) -> Result<(), PortError>;
+
+    /// Resets a feed: bumps its epoch (so every queued message of the old epoch is dropped
+    /// on arrival, and a fetcher of the old epoch loses its commit), puts the cursor back
+    /// to the start (the feed's `import_from`), clears its error count and lease. Returns
+    /// the new state.
+    async fn reset(&self, feed: &str) -> Result<FeedState, PortError>;
+
+    /// Starts or stops a feed. Unconditional: a commit never changes the run state, so an
+    /// operator's stop is not undone by a fetcher that read the state before it.
+    async fn set_run_state(&self, feed: &str, run_state: RunState) -> Result<(), PortError>;
 }
 
 /// Where feed definitions live.

@@ -116,9 +116,7 @@ pub async fn fetch_page(
             rss_page(feed, report_types, cursor, source, now, out).await
         }
         KindConfig::Csv { .. } => csv_page(feed, cursor, source, now, out).await,
-        KindConfig::Taxii { .. } => Err(FetchError::Unsupported(
-            "TAXII feeds are not available in this build yet".into(),
-        )),
+        KindConfig::Taxii { .. } => taxii::fetch_page(feed, cursor, source, now, out).await,
         KindConfig::Stream { .. } => Err(FetchError::Unsupported(
             "live-stream feeds are not available in this build yet".into(),
         )),

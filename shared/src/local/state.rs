@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FeedConfig};
-use crate::cursor::FeedState;
+use crate::cursor::{FeedState, RunState};
 use crate::ports::{Commit, FeedStore, PortError, StateStore};
 
 /// The state file used when `--state` is not given: beside the configuration, named after it.
@@ -181,8 +181,10 @@ impl StateStore for StateFile {
         }
         let mut next = state.clone();
         next.version = expected_version + 1;
-        // The drop counter is written outside the versioned state; keep the stored one.
+        // The drop counter and the run state are written outside the versioned state (see
+        // the port's docs); keep the stored ones.
         next.status.dropped_stale = current.status.dropped_stale;
+        next.run_state = current.run_state;
         doc.feeds.insert(feed.to_string(), next);
         if let Err(e) = self.save(&doc) {
             doc.feeds.insert(feed.to_string(), current);
@@ -224,6 +226,32 @@ impl StateStore for StateFile {
             .dropped_stale += n;
         self.save(&doc)
     }
+
+    async fn reset(&self, feed: &str) -> Result<FeedState, PortError> {
+        let next = {
+            let mut doc = self.doc.lock().map_err(|_| "state lock poisoned")?;
+            let state = doc.feeds.entry(feed.to_string()).or_default();
+            state.epoch += 1;
+            state.version += 1;
+            state.cursor = crate::cursor::Cursor::Start;
+            state.status.last_error = None;
+            state.status.consecutive_failures = 0;
+            let next = state.clone();
+            self.save(&doc)?;
+            next
+        };
+        self.leases
+            .lock()
+            .map_err(|_| "lease lock poisoned")?
+            .remove(feed);
+        Ok(next)
+    }
+
+    async fn set_run_state(&self, feed: &str, run_state: RunState) -> Result<(), PortError> {
+        let mut doc = self.doc.lock().map_err(|_| "state lock poisoned")?;
+        doc.feeds.entry(feed.to_string()).or_default().run_state = run_state;
+        self.save(&doc)
+    }
 }
 
 /// The feed definitions of a checked configuration file, as a [`FeedStore`].
@@ -260,8 +288,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         let store = StateFile::open(&path).unwrap();
-        let mut s = FeedState::default();
-        s.pages = 1;
+        let s = FeedState {
+            pages: 1,
+            ..Default::default()
+        };
         assert_eq!(store.commit("a", 0, &s).await.unwrap(), Commit::Committed);
         // A writer that read version 0 has lost.
         assert_eq!(store.commit("a", 0, &s).await.unwrap(), Commit::Conflict);
@@ -276,6 +306,44 @@ mod tests {
         let again = StateFile::open(&path).unwrap();
         let loaded = again.load("a").await.unwrap().unwrap();
         assert_eq!((loaded.version, loaded.pages), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn reset_bumps_the_epoch_and_beats_an_old_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateFile::open(&dir.path().join("s.json")).unwrap();
+        let s = FeedState {
+            pages: 3,
+            ..Default::default()
+        };
+        store.commit("a", 0, &s).await.unwrap();
+        let before = store.load("a").await.unwrap().unwrap();
+        let reset = store.reset("a").await.unwrap();
+        assert_eq!(
+            (reset.epoch, reset.cursor.clone()),
+            (1, crate::cursor::Cursor::Start)
+        );
+        // A fetcher that loaded the state before the reset cannot commit over it.
+        assert_eq!(
+            store.commit("a", before.version, &before).await.unwrap(),
+            Commit::Conflict
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_never_undoes_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateFile::open(&dir.path().join("s.json")).unwrap();
+        let loaded = store.load("a").await.unwrap().unwrap_or_default();
+        store.set_run_state("a", RunState::Stopped).await.unwrap();
+        assert_eq!(
+            store.commit("a", loaded.version, &loaded).await.unwrap(),
+            Commit::Committed
+        );
+        assert_eq!(
+            store.load("a").await.unwrap().unwrap().run_state,
+            RunState::Stopped
+        );
     }
 
     #[test]

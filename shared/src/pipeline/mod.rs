@@ -18,3 +18,6 @@ use std::time::Duration;
 /// fetcher invocation (15 minutes at most in Lambda), so a slow page is not fetched twice
 /// in parallel; short enough that a crashed fetcher does not stall its feed for long.
 pub const LEASE: Duration = Duration::from_secs(20 * 60);
+
+#[cfg(test)]
+mod tests;
