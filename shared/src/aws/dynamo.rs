@@ -9,7 +9,8 @@
 //! the numbers that conditions and counters need: `version` and `epoch` (the condition of
 //! every commit), `lease_until` (milliseconds since the epoch; absent when free) and
 //! `dropped_stale` (a counter written with `ADD`, outside the versioned state, so counting
-//! a stale message never makes a fetcher lose its commit). A state too large for an item
+//! a stale message never makes a fetcher lose its commit) and `run_state` (written only by
+//! an operator, so a commit never undoes a stop). A state too large for an item
 //! (a CSV cursor with many row fingerprints) is stored in the claim-check bucket and the
 //! item keeps its key in `state_key`.
 
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 use super::claim::{ClaimStore, STATE_PREFIX};
 use super::{sdk_reason, AwsError};
 use crate::config::FeedConfig;
-use crate::cursor::FeedState;
+use crate::cursor::{Cursor, FeedState, RunState};
 use crate::ports::{Commit, FeedStore, PortError, StateStore};
 
 /// DynamoDB's item size limit is 400 KB (names and values together).
@@ -34,6 +35,9 @@ pub const STATE_INLINE_MAX_BYTES: usize = ITEM_MAX_BYTES - 8 * 1024;
 /// A feed definition must fit in one item with its top-level attributes; a CSV mapper
 /// is a few KiB, so this is a clear error rather than a case to handle.
 pub const DEFINITION_MAX_BYTES: usize = ITEM_MAX_BYTES - 8 * 1024;
+/// Tries of a reset against fetchers committing at the same time: each commit takes a
+/// page's fetch, so a few tries are plenty.
+const RESET_ATTEMPTS: u32 = 5;
 
 fn string_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
@@ -43,6 +47,15 @@ fn number_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
+}
+
+/// The run state lives in its own attribute, written only by an operator, so a commit
+/// (which writes the whole `state` JSON) can never undo a stop.
+fn run_state_attr(item: &HashMap<String, AttributeValue>) -> RunState {
+    match string_attr(item, "run_state").as_deref() {
+        Some("stopped") => RunState::Stopped,
+        _ => RunState::Running,
+    }
 }
 
 fn n(value: impl ToString) -> AttributeValue {
@@ -238,29 +251,74 @@ impl DynamoStates {
         Ok(output.item)
     }
 
-    /// Resets a feed's state to `state` with its epoch bumped past the stored one, whatever
-    /// the stored version: every queued message of an older epoch is then dropped on
-    /// arrival. Returns the new epoch. For operator commands and tests.
-    ///
-    /// # Errors
-    /// The write failed.
-    pub async fn reset(&self, feed: &str, mut state: FeedState) -> Result<u64, PortError> {
-        let current = self.load(feed).await?.unwrap_or_default();
-        state.epoch = current.epoch + 1;
-        let json = serde_json::to_string(&state)?;
-        self.client
+    /// Writes `stored` (its version already the new one) under `condition`, to the item or,
+    /// when too large for one, to the bucket. Deletes the superseded state object, if any.
+    async fn write_state(
+        &self,
+        feed: &str,
+        stored: &FeedState,
+        condition: &str,
+        expected_version: u64,
+        also_remove: &str,
+    ) -> Result<Commit, PortError> {
+        let json = serde_json::to_string(stored)?;
+
+        // A state over the item limit goes to the bucket under a key of its own (a racing
+        // writer must not overwrite the winner's object), and the item keeps the key.
+        let (set, state_value, new_key) = if json.len() > STATE_INLINE_MAX_BYTES {
+            let key = format!(
+                "{STATE_PREFIX}{feed}/{}-{}.json",
+                stored.version,
+                uuid::Uuid::new_v4()
+            );
+            self.claims.put(&key, json.into_bytes()).await?;
+            tracing::info!(feed, key = %key, "state larger than a table item; stored in the bucket");
+            let set =
+                format!("SET state_key = :s, version = :v, epoch = :e REMOVE #s{also_remove}");
+            (set, key.clone(), Some(key))
+        } else {
+            let set =
+                format!("SET #s = :s, version = :v, epoch = :e REMOVE state_key{also_remove}");
+            (set, json, None)
+        };
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("feed", AttributeValue::S(feed.into()))
-            .update_expression("SET #s = :s, version = :v, epoch = :e REMOVE state_key")
+            .update_expression(set)
+            .condition_expression(condition)
             .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":s", AttributeValue::S(json))
-            .expression_attribute_values(":v", n(current.version + 1))
-            .expression_attribute_values(":e", n(state.epoch))
+            .expression_attribute_values(":s", AttributeValue::S(state_value))
+            .expression_attribute_values(":v", n(stored.version))
+            .expression_attribute_values(":e", n(stored.epoch))
+            .expression_attribute_values(":expected", n(expected_version))
+            // The old values of what changed: a superseded state object's key, to delete.
+            .return_values(ReturnValue::UpdatedOld)
             .send()
-            .await
-            .map_err(|e| self.error(feed, "resetting state", sdk_reason(&e)))?;
-        Ok(state.epoch)
+            .await;
+        match result {
+            Ok(output) => {
+                let old_key = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|old| string_attr(old, "state_key"))
+                    .filter(|old| Some(old) != new_key.as_ref());
+                if let Some(old) = old_key {
+                    if let Err(e) = self.claims.delete(&old).await {
+                        tracing::warn!(feed, error = %e, "could not delete a superseded state object");
+                    }
+                }
+                Ok(Commit::Committed)
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                if let Some(key) = new_key {
+                    let _ = self.claims.delete(&key).await;
+                }
+                Ok(Commit::Conflict)
+            }
+            Err(e) => Err(self.error(feed, "writing state", sdk_reason(&e)).into()),
+        }
     }
 }
 
@@ -274,6 +332,7 @@ impl StateStore for DynamoStates {
         let Some(version) = number_attr(&item, "version") else {
             let mut state = FeedState::default();
             state.status.dropped_stale = number_attr(&item, "dropped_stale").unwrap_or(0);
+            state.run_state = run_state_attr(&item);
             return Ok(Some(state));
         };
         let json = match (string_attr(&item, "state"), string_attr(&item, "state_key")) {
@@ -301,6 +360,7 @@ impl StateStore for DynamoStates {
         state.version = version;
         state.epoch = number_attr(&item, "epoch").unwrap_or(0);
         state.status.dropped_stale = number_attr(&item, "dropped_stale").unwrap_or(0);
+        state.run_state = run_state_attr(&item);
         Ok(Some(state))
     }
 
@@ -312,25 +372,6 @@ impl StateStore for DynamoStates {
     ) -> Result<Commit, PortError> {
         let mut stored = state.clone();
         stored.version = expected_version + 1;
-        let json = serde_json::to_string(&stored)?;
-
-        // A state over the item limit goes to the bucket under a key of its own (a racing
-        // writer must not overwrite the winner's object), and the item keeps the key.
-        let (set, state_value, new_key) = if json.len() > STATE_INLINE_MAX_BYTES {
-            let key = format!(
-                "{STATE_PREFIX}{feed}/{}-{}.json",
-                stored.version,
-                uuid::Uuid::new_v4()
-            );
-            self.claims.put(&key, json.into_bytes()).await?;
-            tracing::info!(feed, key = %key, "state larger than a table item; stored in the bucket");
-            let set = "SET state_key = :s, version = :v, epoch = :e REMOVE #s";
-            (set, key.clone(), Some(key))
-        } else {
-            let set = "SET #s = :s, version = :v, epoch = :e REMOVE state_key";
-            (set, json, None)
-        };
-
         // The first commit finds no version (at most a lease or a drop count); every later
         // one must find the version it read and the same epoch, or a reset or another
         // fetcher came first.
@@ -339,44 +380,8 @@ impl StateStore for DynamoStates {
         } else {
             "version = :expected AND epoch = :e"
         };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("feed", AttributeValue::S(feed.into()))
-            .update_expression(set)
-            .condition_expression(condition)
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":s", AttributeValue::S(state_value))
-            .expression_attribute_values(":v", n(stored.version))
-            .expression_attribute_values(":e", n(state.epoch))
-            .expression_attribute_values(":expected", n(expected_version))
-            // The old values of what changed: a superseded state object's key, to delete.
-            .return_values(ReturnValue::UpdatedOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let old_key = output
-                    .attributes
-                    .as_ref()
-                    .and_then(|old| string_attr(old, "state_key"))
-                    .filter(|old| Some(old) != new_key.as_ref());
-                if let Some(old) = old_key {
-                    if let Err(e) = self.claims.delete(&old).await {
-                        tracing::warn!(feed, error = %e, "could not delete a superseded state object");
-                    }
-                }
-                Ok(Commit::Committed)
-            }
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                if let Some(key) = new_key {
-                    let _ = self.claims.delete(&key).await;
-                }
-                Ok(Commit::Conflict)
-            }
-            Err(e) => Err(self.error(feed, "committing state", sdk_reason(&e)).into()),
-        }
+        self.write_state(feed, &stored, condition, expected_version, "")
+            .await
     }
 
     async fn try_lease(
@@ -427,6 +432,59 @@ impl StateStore for DynamoStates {
             .send()
             .await
             .map_err(|e| self.error(feed, "counting dropped messages", sdk_reason(&e)))?;
+        Ok(())
+    }
+
+    async fn reset(&self, feed: &str) -> Result<FeedState, PortError> {
+        // Read, bump, write on the version read; a fetcher committing in between makes
+        // the write fail, and the reset is tried again on the newer state.
+        for _ in 0..RESET_ATTEMPTS {
+            let current = self.load(feed).await?.unwrap_or_default();
+            let mut next = current.clone();
+            next.epoch += 1;
+            next.version = current.version + 1;
+            next.cursor = Cursor::Start;
+            next.status.last_error = None;
+            next.status.consecutive_failures = 0;
+            let condition = if current.version == 0 {
+                "attribute_not_exists(version) OR version = :expected"
+            } else {
+                "version = :expected"
+            };
+            match self
+                .write_state(feed, &next, condition, current.version, ", lease_until")
+                .await?
+            {
+                Commit::Committed => {
+                    tracing::info!(feed, epoch = next.epoch, "feed reset");
+                    return Ok(next);
+                }
+                Commit::Conflict => continue,
+            }
+        }
+        Err(self
+            .error(
+                feed,
+                "resetting",
+                format!("the state kept changing during {RESET_ATTEMPTS} attempts; try again"),
+            )
+            .into())
+    }
+
+    async fn set_run_state(&self, feed: &str, run_state: RunState) -> Result<(), PortError> {
+        let value = match run_state {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("feed", AttributeValue::S(feed.into()))
+            .update_expression("SET run_state = :r")
+            .expression_attribute_values(":r", AttributeValue::S(value.into()))
+            .send()
+            .await
+            .map_err(|e| self.error(feed, "setting the run state", sdk_reason(&e)))?;
         Ok(())
     }
 }
