@@ -372,7 +372,8 @@ pub struct Reply {
 
 /// An HTTP/1.1 server on 127.0.0.1 serving canned replies by path; an unknown path is a
 /// 404. With `hold_until`, the first replies wait until that many requests have arrived,
-/// so two fetchers can be made to read the same state before either commits.
+/// so two fetchers can be made to read the same state before either commits; held replies
+/// then leave a second apart, in arrival order.
 pub struct Http {
     pub base: String,
     pub requests: Arc<AtomicUsize>,
@@ -413,6 +414,10 @@ impl Http {
                             gate.notified(),
                         )
                         .await;
+                    }
+                    if hold_until > 1 && seen <= hold_until {
+                        let stagger = 1000 * (seen as u64 - 1);
+                        tokio::time::sleep(std::time::Duration::from_millis(stagger)).await;
                     }
                     let reply = routes.get(&path).cloned().unwrap_or(Reply {
                         status: 404,
