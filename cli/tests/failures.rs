@@ -119,13 +119,17 @@ fn broken_sources_fail_alone_with_clear_errors_and_keep_their_cursor() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("feeds.state.json")).unwrap())
             .unwrap();
-    for feed in ["broken-xml", "html-page", "wrong-csv"] {
+    for (feed, path) in [
+        ("broken-xml", "/broken.xml"),
+        ("html-page", "/index.html"),
+        ("wrong-csv", "/wrong.csv"),
+    ] {
         let s = &state["feeds"][feed];
         assert_eq!(s["cursor"]["kind"], "start", "{feed}: {s:#}");
         assert_eq!(s["pages"], 0, "{feed}");
         assert_eq!(s["status"]["consecutive_failures"], 1, "{feed}");
         assert!(
-            s["status"]["last_error"].as_str().unwrap().contains(feed),
+            s["status"]["last_error"].as_str().unwrap().contains(path),
             "{feed}: {s:#}"
         );
     }

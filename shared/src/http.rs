@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{Auth, HttpOptions};
-use crate::ports::{Body, Secrets, Source, SourceRequest, SourceResponse};
+use crate::ports::{Body, Secrets, Source, SourceRequest, SourceResponse, StreamingResponse};
 
 /// Bodies up to this size stay in memory; larger ones are spooled to a temporary file.
 const SPOOL_THRESHOLD: usize = 512 * 1024;
@@ -348,6 +348,64 @@ impl Source for HttpSource {
             tracing::warn!(url = %request.url, attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying source request");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    async fn open_stream(
+        &self,
+        request: SourceRequest,
+        max_duration: Duration,
+    ) -> Result<StreamingResponse, HttpError> {
+        self.stream_request(request, max_duration).await
+    }
+}
+
+impl HttpSource {
+    /// The streaming GET behind [`Source::open_stream`]: the same client, credentials and
+    /// address checks as [`Source::get`], with the request's time limit raised from the
+    /// feed's `timeout` to `max_duration` so a live connection is not cut at 60 s.
+    async fn stream_request(
+        &self,
+        request: SourceRequest,
+        max_duration: Duration,
+    ) -> Result<StreamingResponse, HttpError> {
+        check_literal_host(&request.url, self.allow_private)?;
+        let url = request.url.clone();
+        let mut req = self.client.get(&url).timeout(max_duration);
+        for (name, value) in &request.headers {
+            req = req.header(name, value);
+        }
+        let response = req.send().await.map_err(|e| match classify(&url, e) {
+            Attempt::Fatal(e) | Attempt::Transient(e) => e,
+            Attempt::Retry { status, .. } => HttpError::Status {
+                url: url.clone(),
+                status,
+                attempts: 1,
+            },
+        })?;
+        let status = response.status().as_u16();
+        let final_url = response.url().to_string();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| HttpError::Transport {
+                url: url.clone(),
+                reason: format!("stream interrupted: {}", error_chain(&e)),
+            })
+        });
+        Ok(StreamingResponse {
+            status,
+            headers,
+            final_url,
+            body: Box::pin(body),
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod rss;
+pub mod stream;
 pub mod taxii;
 
 use async_trait::async_trait;
@@ -117,9 +118,7 @@ pub async fn fetch_page(
         }
         KindConfig::Csv { .. } => csv_page(feed, cursor, source, now, out).await,
         KindConfig::Taxii { .. } => taxii::fetch_page(feed, cursor, source, now, out).await,
-        KindConfig::Stream { .. } => Err(FetchError::Unsupported(
-            "live-stream feeds are not available in this build yet".into(),
-        )),
+        KindConfig::Stream { .. } => stream::fetch_page(feed, cursor, source, now, out).await,
     }
 }
 
@@ -165,6 +164,42 @@ fn unchanged(cursor: Cursor) -> PageEnd {
 /// broken file.
 const MAX_SKIPS_KEPT: usize = 100;
 
+/// A document fetched with a conditional GET: `None` when the source says it has not
+/// changed since the validators in the cursor.
+struct Document {
+    reader: Box<dyn std::io::BufRead + Send>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+async fn get_document(
+    source: &dyn Source,
+    url: &str,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Result<Option<Document>, FetchError> {
+    let request = SourceRequest {
+        url: url.into(),
+        headers: conditional_headers(etag, last_modified),
+    };
+    let response = source.get(request).await?;
+    check_status(&response, url)?;
+    if response.status == 304 {
+        return Ok(None);
+    }
+    let etag = response.header("etag").map(str::to_string);
+    let last_modified = response.header("last-modified").map(str::to_string);
+    let reader = response.body.reader().map_err(|e| FetchError::Parse {
+        url: url.into(),
+        reason: format!("cannot read body: {e}"),
+    })?;
+    Ok(Some(Document {
+        reader,
+        etag,
+        last_modified,
+    }))
+}
+
 async fn rss_page(
     feed: &Feed,
     report_types: &[String],
@@ -178,21 +213,20 @@ async fn rss_page(
         Cursor::Rss(c) => c.clone(),
         _ => rss::RssCursor::default(),
     };
-    let request = SourceRequest {
-        url: url.into(),
-        headers: conditional_headers(previous.etag.as_deref(), previous.last_modified.as_deref()),
-    };
-    let response = source.get(request).await?;
-    check_status(&response, url)?;
-    if response.status == 304 {
+    let doc = get_document(
+        source,
+        url,
+        previous.etag.as_deref(),
+        previous.last_modified.as_deref(),
+    );
+    let Some(Document {
+        reader,
+        etag,
+        last_modified,
+    }) = doc.await?
+    else {
         return Ok(unchanged(Cursor::Rss(previous)));
-    }
-    let etag = response.header("etag").map(str::to_string);
-    let last_modified = response.header("last-modified").map(str::to_string);
-    let reader = response.body.reader().map_err(|e| FetchError::Parse {
-        url: url.into(),
-        reason: format!("cannot read body: {e}"),
-    })?;
+    };
     let settings = rss::RssSettings {
         report_types: report_types.to_vec(),
     };
@@ -257,21 +291,20 @@ async fn csv_page(
         Cursor::Csv(c) => c.clone(),
         _ => csv::CsvCursor::default(),
     };
-    let request = SourceRequest {
-        url: url.into(),
-        headers: conditional_headers(previous.etag.as_deref(), previous.last_modified.as_deref()),
-    };
-    let response = source.get(request).await?;
-    check_status(&response, url)?;
-    if response.status == 304 {
+    let doc = get_document(
+        source,
+        url,
+        previous.etag.as_deref(),
+        previous.last_modified.as_deref(),
+    );
+    let Some(Document {
+        reader,
+        etag,
+        last_modified,
+    }) = doc.await?
+    else {
         return Ok(unchanged(Cursor::Csv(previous)));
-    }
-    let etag = response.header("etag").map(str::to_string);
-    let last_modified = response.header("last-modified").map(str::to_string);
-    let reader = response.body.reader().map_err(|e| FetchError::Parse {
-        url: url.into(),
-        reason: format!("cannot read body: {e}"),
-    })?;
+    };
     let parse = |e: csv::CsvError| FetchError::Parse {
         url: url.into(),
         reason: e.to_string(),
