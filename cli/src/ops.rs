@@ -27,7 +27,7 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn row(feed: &FeedConfig, state: &FeedState) -> serde_json::Value {
-    let next = if state.run_state == RunState::Stopped {
+    let next = if state.run_state != RunState::Running {
         None
     } else {
         Some(next_due(state, feed.interval()).unwrap_or_else(Utc::now))
@@ -35,7 +35,7 @@ fn row(feed: &FeedConfig, state: &FeedState) -> serde_json::Value {
     json!({
         "feed": feed.name,
         "kind": feed.kind().as_str(),
-        "state": match state.run_state { RunState::Running => "running", RunState::Stopped => "stopped" },
+        "state": state.run_state.as_str(),
         "last_run": state.status.last_run.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "last_success": state.status.last_success.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "next_run": next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -120,11 +120,7 @@ pub fn list(config: &Config, state: &Path) -> anyhow::Result<ExitCode> {
             "{:<24} {:<6} {:<8} {:<9} {}",
             feed.name,
             feed.kind().as_str(),
-            if s == RunState::Running {
-                "running"
-            } else {
-                "stopped"
-            },
+            s.as_str(),
             feedstix::duration::format_duration(feed.interval()),
             feed.url
         );

@@ -53,8 +53,8 @@ fn number_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64
 /// (which writes the whole `state` JSON) can never undo a stop.
 fn run_state_attr(item: &HashMap<String, AttributeValue>) -> RunState {
     match string_attr(item, "run_state").as_deref() {
-        Some("stopped") => RunState::Stopped,
-        _ => RunState::Running,
+        Some(text) => RunState::parse(text),
+        None => RunState::Running,
     }
 }
 
@@ -472,10 +472,7 @@ impl StateStore for DynamoStates {
     }
 
     async fn set_run_state(&self, feed: &str, run_state: RunState) -> Result<(), PortError> {
-        let value = match run_state {
-            RunState::Running => "running",
-            RunState::Stopped => "stopped",
-        };
+        let value = run_state.as_str();
         self.client
             .update_item()
             .table_name(&self.table)

@@ -313,6 +313,7 @@ fn feed() -> FeedConfig {
         markings: Vec::new(),
         user: None,
         http: HttpOptions::default(),
+        pause_after_failures: 0,
         kind: KindConfig::Taxii {
             collection: "c".into(),
             version: "2.1".into(),
