@@ -396,10 +396,15 @@ async fn a_feed_that_keeps_failing_is_paused_until_started_again() {
         .await
         .unwrap();
     assert_eq!(report.stopped, vec!["f".to_string()]);
-    assert!(matches!(w.fetch(0).await.unwrap(), Fetched::Dropped(ref why) if why == "feed is paused"));
+    assert!(
+        matches!(w.fetch(0).await.unwrap(), Fetched::Dropped(ref why) if why == "feed is paused")
+    );
 
     // Started again with the source fixed, it resumes from where it was.
-    w.states.set_run_state("f", crate::cursor::RunState::Running).await.unwrap();
+    w.states
+        .set_run_state("f", crate::cursor::RunState::Running)
+        .await
+        .unwrap();
     *w.body.lock().unwrap() = rss(&[("1", D1)]);
     let resumed = w.fetch(0).await.unwrap();
     assert!(matches!(resumed, Fetched::Committed { .. }), "{resumed:?}");
