@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::claim::ClaimStore;
 use super::dynamo::{DynamoFeeds, DynamoStates};
 use super::events::{RunDetail, RunEvents, RUN_COMPLETED, RUN_FAILED};
+use super::metrics::Metric;
 use super::secrets::AwsSecrets;
 use super::settings::{BundlerSettings, DispatcherSettings, FetcherSettings};
 use super::sqs::{Queue, SqsJobQueue, SqsPageQueue, WorkerQueue};
@@ -358,13 +359,46 @@ async fn fetch_one(
         skipped,
         error,
     };
-    match fetcher::handle(&job, deps, &ctx.sources, now).await {
+    let started = std::time::Instant::now();
+    let outcome = fetcher::handle(&job, deps, &ctx.sources, now).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
         Ok(Fetched::Committed {
             objects,
             more,
             skipped,
             ..
         }) => {
+            super::metrics::emit(
+                &job.feed,
+                &[
+                    Metric {
+                        name: "Pages",
+                        value: 1.0,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Objects",
+                        value: objects as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Skipped",
+                        value: skipped.len() as f64,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "Failures",
+                        value: 0.0,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "SourceLatency",
+                        value: ms,
+                        unit: "Milliseconds",
+                    },
+                ],
+            );
             if !more {
                 let detail = detail(objects, skipped.len() as u64, None);
                 ctx.events.publish_best_effort(RUN_COMPLETED, &detail).await;
@@ -377,6 +411,21 @@ async fn fetch_one(
         }
         Ok(Fetched::LostRace) => Ok(()),
         Err(error) => {
+            super::metrics::emit(
+                &job.feed,
+                &[
+                    Metric {
+                        name: "Failures",
+                        value: 1.0,
+                        unit: "Count",
+                    },
+                    Metric {
+                        name: "SourceLatency",
+                        value: ms,
+                        unit: "Milliseconds",
+                    },
+                ],
+            );
             let detail = detail(0, 0, Some(error.to_string()));
             ctx.events.publish_best_effort(RUN_FAILED, &detail).await;
             Err(error.to_string())
@@ -456,6 +505,13 @@ pub async fn bundle_batch(ctx: &BundlerContext, event: SqsEvent) -> SqsBatchResp
         } = outcome
         {
             tracing::info!(feed = %feed, page, part = index, bundles, objects, bytes, "part bundled");
+            super::metrics::emit(
+                &feed,
+                &[
+                    Metric { name: "Bundles", value: f64::from(bundles), unit: "Count" },
+                    Metric { name: "BundleBytes", value: bytes as f64, unit: "Bytes" },
+                ],
+            );
         }
         Ok(())
     })

@@ -22,6 +22,7 @@ pub mod claim;
 pub mod dynamo;
 pub mod events;
 pub mod handlers;
+pub mod metrics;
 pub mod secrets;
 pub mod settings;
 pub mod sqs;
