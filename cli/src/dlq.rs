@@ -316,7 +316,7 @@ async fn peek(sqs: &aws_sdk_sqs::Client, queue: &str, max: usize) -> anyhow::Res
     Ok(all)
 }
 
-fn system_attribute<'a>(m: &'a Message, name: MessageSystemAttributeName) -> Option<&'a str> {
+fn system_attribute(m: &Message, name: MessageSystemAttributeName) -> Option<&str> {
     m.attributes()
         .and_then(|a| a.get(&name))
         .map(String::as_str)
