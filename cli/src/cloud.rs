@@ -88,10 +88,16 @@ pub async fn stack_outputs(
         .send()
         .await
         .map_err(|e| {
+            use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+            let reason = match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string(),
+            };
             anyhow::anyhow!(
-                "stack {stack}: cannot read its outputs (region {}): {}",
-                sdk.region().map(|r| r.as_ref()).unwrap_or("not set"),
-                aws_sdk_cloudformation::error::DisplayErrorContext(&e)
+                "stack {stack}: cannot read its outputs (region {}): {reason}",
+                sdk.region()
+                    .map(|r| r.as_ref())
+                    .unwrap_or("not set; set AWS_REGION"),
             )
         })?;
     let found = answer
@@ -518,7 +524,17 @@ pub async fn sync(
             }
             Change::Changed { keys } => {
                 changed += 1;
-                outln!("{prefix}changed    {}: {}", feed.name, keys.join(", "));
+                let resets = keys.iter().any(|k| RESETTING_KEYS.contains(&k.as_str()));
+                outln!(
+                    "{prefix}changed    {}: {}{}",
+                    feed.name,
+                    keys.join(", "),
+                    if resets && options.dry_run {
+                        " (its state would be reset to a new epoch)"
+                    } else {
+                        ""
+                    }
+                );
             }
             Change::Unchanged => {
                 unchanged += 1;

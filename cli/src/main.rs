@@ -309,10 +309,28 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", without_sdk_debug(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
+}
+
+/// An AWS SDK error's display chain ends with the whole error in debug form (request
+/// headers and body included); the chain before it already says what failed and why.
+fn without_sdk_debug(message: &str) -> &str {
+    const MARKERS: [&str; 5] = [
+        " (ServiceError(",
+        " (DispatchFailure(",
+        " (TimeoutError(",
+        " (ResponseError(",
+        " (ConstructionFailure(",
+    ];
+    let cut = MARKERS
+        .iter()
+        .filter_map(|m| message.find(m))
+        .min()
+        .unwrap_or(message.len());
+    &message[..cut]
 }
 
 fn write_out(args: std::fmt::Arguments<'_>) {
@@ -332,7 +350,14 @@ fn init_logging(level: &str) {
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::try_new(level)
+            // The SDK's credential and region probes warn about every source they try; the
+            // command's error already says what failed. They speak again at debug.
+            let quiet_sdk = if matches!(level, "debug" | "trace") {
+                String::new()
+            } else {
+                ",aws_config=error".into()
+            };
+            tracing_subscriber::EnvFilter::try_new(format!("{level}{quiet_sdk}"))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
     tracing_subscriber::fmt()

@@ -48,7 +48,10 @@ async fn sync_adds_shows_a_dry_run_resets_on_a_new_url_and_prunes() {
     let t = text(&dry);
     assert!(dry.status.success(), "{t}");
     assert!(t.contains("unchanged  alpha"), "{t}");
-    assert!(t.contains("would be changed    beta: url"), "{t}");
+    assert!(
+        t.contains("would be changed    beta: url (its state would be reset to a new epoch)"),
+        "{t}"
+    );
     assert!(
         t.contains("would be changed    gamma: interval_secs"),
         "{t}"
