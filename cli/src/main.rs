@@ -14,6 +14,7 @@ macro_rules! outln {
 
 mod cloud;
 mod dlq;
+mod progress;
 mod taxii;
 
 use std::path::PathBuf;
@@ -32,9 +33,10 @@ mod ops;
 #[command(name = "feedstix", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Log level: error, warn, info, debug or trace (FEEDSTIX_LOG overrides, with
-    /// per-module filters such as `feedstix=debug`).
-    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
-    log_level: String,
+    /// per-module filters such as `feedstix=debug`) [default: info; warn while `run` shows
+    /// its progress display on a terminal].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -266,6 +268,9 @@ struct RunArgs {
     /// Only this feed (repeatable).
     #[arg(long = "feed", value_name = "NAME")]
     feeds: Vec<String>,
+    /// No progress display, even on a terminal (logs only).
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Args)]
@@ -295,7 +300,14 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    // The progress display says per page what the info lines would; both on one terminal
+    // would interleave, so the display quiets info unless a level was asked for.
+    let quiet = matches!(&cli.command, Command::Run(args) if show_progress(args));
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| if quiet { "warn" } else { "info" }.into());
+    init_logging(&level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -331,6 +343,12 @@ fn without_sdk_debug(message: &str) -> &str {
         .min()
         .unwrap_or(message.len());
     &message[..cut]
+}
+
+/// Whether `run` draws its progress display: on a terminal, unless turned off.
+fn show_progress(args: &RunArgs) -> bool {
+    use std::io::IsTerminal;
+    !args.no_progress && std::io::stderr().is_terminal()
 }
 
 fn write_out(args: std::fmt::Arguments<'_>) {
@@ -492,7 +510,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         only: args.feeds.clone(),
         retry: RetryPolicy::default(),
     };
-    let runner = LocalRunner::new(&config, &options)?;
+    let mut runner = LocalRunner::new(&config, &options)?;
+    if show_progress(&args) {
+        runner = runner.with_progress(progress::terminal());
+    }
     let shutdown = Shutdown::default();
     spawn_signal_handler(shutdown.clone());
     tracing::info!(config = %args.config.display(), out = %options.out.display(), state = %options.state.display(), once = args.once, "run started");

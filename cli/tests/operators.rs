@@ -136,3 +136,49 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         out.status
     );
 }
+
+/// On a terminal, `run` draws one progress line per feed; `script` gives it a terminal.
+#[test]
+fn run_on_a_terminal_shows_progress_per_feed() {
+    let dir = examples_copy();
+    let config = dir.path().join("feeds.toml");
+    let out = dir.path().join("out");
+    let command = format!(
+        "{} run --config {} --once --out {}",
+        env!("CARGO_BIN_EXE_feedstix"),
+        config.display(),
+        out.display()
+    );
+    let result = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("`script` (util-linux) runs the command on a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{screen}");
+    for feed in [
+        "cert-advisories",
+        "vendor-research",
+        "urlhaus-sample",
+        "feodo-sample",
+    ] {
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains(feed) && l.contains("objects/s")),
+            "no progress line for {feed}:\n{screen}"
+        );
+    }
+    // Info logs stay quiet under the display; the summary still follows it.
+    assert!(!screen.contains(" INFO "), "{screen}");
+    assert!(
+        screen.contains("feodo-sample: ok, 1 page(s), 15 object(s)"),
+        "{screen}"
+    );
+
+    // Asked for plain logs, it draws nothing.
+    let plain = std::process::Command::new("script")
+        .args(["-qec", &format!("{command} --no-progress"), "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("objects/s"));
+}

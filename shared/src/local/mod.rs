@@ -7,6 +7,6 @@ mod sink;
 mod state;
 
 pub use queues::{DirectPageQueue, LocalJobQueue};
-pub use runner::{verify, FeedSummary, LocalRunner, RunOptions, Shutdown};
+pub use runner::{verify, FeedSummary, LocalRunner, Progress, ProgressFn, RunOptions, Shutdown};
 pub use sink::DirSink;
 pub use state::{default_state_path, ConfigFeeds, StateFile, StateFileError};

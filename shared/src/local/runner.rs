@@ -74,6 +74,22 @@ pub struct RunOptions {
     pub retry: RetryPolicy,
 }
 
+/// Where a feed is within a run, reported after each committed page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The feed.
+    pub feed: String,
+    /// Pages committed in this run.
+    pub pages: u64,
+    /// Objects handed on in this run.
+    pub objects: u64,
+    /// Time since the feed's first page started.
+    pub elapsed: Duration,
+}
+
+/// Receives [`Progress`] reports; called from the feeds' tasks, so it must be quick.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// One feed's outcome of a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedSummary {
@@ -105,6 +121,7 @@ pub struct LocalRunner {
     jobs: Arc<LocalJobQueue>,
     pages: Arc<DirectPageQueue>,
     retry: RetryPolicy,
+    progress: Option<ProgressFn>,
 }
 
 /// The feeds as a continuous run dispatches them: a stream feed whose last page went well
@@ -191,6 +208,7 @@ impl LocalRunner {
             jobs: Arc::new(LocalJobQueue::default()),
             pages,
             retry: options.retry,
+            progress: None,
         })
     }
 
@@ -298,7 +316,15 @@ impl LocalRunner {
             pages: self.pages.clone(),
             sink: self.sink.clone(),
             retry: self.retry,
+            progress: self.progress.clone(),
         }
+    }
+
+    /// Reports each feed's progress to `progress` after every committed page (a terminal
+    /// display; logs carry the same figures when there is no terminal).
+    pub fn with_progress(mut self, progress: ProgressFn) -> LocalRunner {
+        self.progress = Some(progress);
+        self
     }
 }
 
@@ -310,12 +336,14 @@ struct Worker {
     pages: Arc<DirectPageQueue>,
     sink: Arc<DirSink>,
     retry: RetryPolicy,
+    progress: Option<ProgressFn>,
 }
 
 impl Worker {
     async fn drain(&self, feed: String, shutdown: &Shutdown) -> FeedSummary {
         let before = self.pages.counters(&feed);
         let written_before = self.sink.written(&feed);
+        let started = std::time::Instant::now();
         let mut summary = FeedSummary {
             feed: feed.clone(),
             ..Default::default()
@@ -336,6 +364,14 @@ impl Worker {
                     summary.pages += 1;
                     summary.objects += objects;
                     summary.skipped += skipped.len() as u64;
+                    if let Some(report) = &self.progress {
+                        report(&Progress {
+                            feed: feed.clone(),
+                            pages: summary.pages,
+                            objects: summary.objects,
+                            elapsed: started.elapsed(),
+                        });
+                    }
                 }
                 Ok(Fetched::Dropped(why)) => {
                     tracing::info!(feed = %feed, reason = %why, "job dropped")
