@@ -44,6 +44,10 @@ const PROBE_ROWS: usize = 10;
 /// How many skipped rows are kept with their reason; the rest are only counted.
 const MAX_KEPT_SKIPS: usize = 100;
 
+/// Fields accepted in one record. The widest real feeds have a few dozen columns; a record
+/// of thousands is a broken or hostile file, skipped before anything is done with it.
+pub const MAX_FIELDS: usize = 4_096;
+
 /// Longest comment or blank line accepted before the data starts: a banner line longer than
 /// this is not a banner, and reading it whole would let a hostile body exhaust memory.
 const MAX_PREAMBLE_LINE: u64 = 1 << 20;
@@ -411,6 +415,17 @@ impl<R: Read> CsvPager<R> {
                 Ok(true) => {
                     // A line holding only spaces or separators carries nothing.
                     if self.record.iter().all(|f| f.trim_ascii().is_empty()) {
+                        continue;
+                    }
+                    if self.record.len() > MAX_FIELDS {
+                        let line = self.line();
+                        let fields = self.record.len();
+                        self.skip(
+                            line,
+                            format!(
+                                "{fields} fields, more than the {MAX_FIELDS} accepted in a row"
+                            ),
+                        );
                         continue;
                     }
                     return Ok(true);
