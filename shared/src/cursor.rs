@@ -67,6 +67,8 @@ pub struct FeedState {
     pub version: u64,
     /// Pages committed since the feed began (numbers the next page).
     pub pages: u64,
+    /// The last committed page said the source has more: a job for page `pages` is due.
+    pub more: bool,
     /// Running or stopped.
     pub run_state: RunState,
     /// What happened last.

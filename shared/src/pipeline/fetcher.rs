@@ -129,6 +129,29 @@ pub async fn handle(
         )));
     }
     if job.page != state.pages {
+        // A redelivered job of the page just committed: the fetcher that committed it may
+        // have died before enqueueing the next page's job or releasing the lease. Doing
+        // that again is idempotent (a duplicate next job is dropped here in turn), and it
+        // keeps a walk from stalling until the lease expires.
+        if job.page + 1 == state.pages {
+            if state.more {
+                let next = FetchJob {
+                    feed: feed_name.into(),
+                    epoch: state.epoch,
+                    page: state.pages,
+                    first: false,
+                };
+                deps.jobs
+                    .send(next)
+                    .await
+                    .map_err(port("enqueueing the next page"))?;
+            } else {
+                deps.states
+                    .release_lease(feed_name)
+                    .await
+                    .map_err(port("releasing the lease"))?;
+            }
+        }
         return Ok(Fetched::Dropped(format!(
             "page {} was already committed (next page is {})",
             job.page, state.pages
@@ -228,6 +251,7 @@ fn committed_state(state: &FeedState, end: &PageEnd, first: bool, now: DateTime<
     let mut next = state.clone();
     next.cursor = end.cursor.clone();
     next.pages += 1;
+    next.more = end.more;
     next.status.last_run = Some(now);
     next.status.last_success = Some(now);
     next.status.objects_last_run = if first {

@@ -21,3 +21,6 @@ pub const LEASE: Duration = Duration::from_secs(20 * 60);
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod faults;
