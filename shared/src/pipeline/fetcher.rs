@@ -17,7 +17,7 @@ use crate::kinds::{self, FetchError, ObjectOut, PageEnd};
 use crate::ports::{
     Commit, FeedStore, FetchJob, JobQueue, PagePart, PageQueue, PortError, Source, StateStore,
 };
-use crate::stix::StixObject;
+use crate::stix::{json, StixObject};
 
 /// What a fetch job came to, when it did not fail.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,11 +315,7 @@ impl PartWriter {
             objects: Vec::new(),
             support: feed.provenance.objects(),
         };
-        let support_bytes: usize = template
-            .support
-            .iter()
-            .map(|o| serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0))
-            .sum();
+        let support_bytes: usize = template.support.iter().map(json::object_len).sum();
         // Room for the part's own fields and the support objects it carries.
         let max_bytes = max_bytes.saturating_sub(1024 + support_bytes).max(1024);
         PartWriter {
@@ -356,7 +352,9 @@ impl PartWriter {
 #[async_trait]
 impl ObjectOut for PartWriter {
     async fn push(&mut self, object: StixObject) -> Result<(), PortError> {
-        let size = serde_json::to_vec(&object).map(|v| v.len()).unwrap_or(0) + 1;
+        // Counted, not serialized: the bundler serializes each object once, when it
+        // writes it.
+        let size = json::object_len(&object) + 1;
         if !self.buffer.is_empty() && self.bytes + size > self.max_bytes {
             self.flush(false).await?;
         }
