@@ -71,8 +71,7 @@ pub fn compose(
     max_bytes: usize,
     seed: &str,
 ) -> Vec<Composed> {
-    let mut ordered = dedupe(objects);
-    ordered.sort_by_key(rank);
+    let ordered = order_by_rank(dedupe(objects));
     let support: Vec<(&str, Vec<u8>)> = support
         .iter()
         .map(|o| (super::object_id(o), to_json(o)))
@@ -83,6 +82,10 @@ pub fn compose(
     let mut bundle = Filling::new(max_bytes);
     let mut refs: Vec<usize> = Vec::new();
     for object in &ordered {
+        if bundle.body.capacity() == 0 {
+            // Sized once for a full bundle, rather than grown step by step.
+            bundle.body.reserve(max_bytes.min(1 << 20));
+        }
         let start = bundle.body.len();
         if bundle.count > 0 {
             bundle.body.push(b',');
@@ -152,7 +155,7 @@ struct Filling {
 impl Filling {
     fn new(max_bytes: usize) -> Filling {
         Filling {
-            body: Vec::with_capacity(max_bytes.min(1 << 20)),
+            body: Vec::new(),
             count: 0,
             needed: Vec::new(),
             present: Vec::new(),
@@ -167,40 +170,49 @@ impl Filling {
             &super::ids::NAMESPACE,
             format!("feedstix-bundle/{seed}/{index}").as_bytes(),
         );
-        let head = format!(r#"{{"type":"bundle","id":"bundle--{bundle_id}","objects":["#);
-        let carried: Vec<&[u8]> = self
-            .needed
-            .iter()
-            .filter(|i| !self.present.contains(i))
-            .map(|&i| support[i].1.as_slice())
-            .collect();
-        let length =
-            head.len() + carried.iter().map(|s| s.len() + 1).sum::<usize>() + self.body.len() + 2;
-        let mut json = Vec::with_capacity(length);
-        json.extend_from_slice(head.as_bytes());
-        for (i, s) in carried.iter().enumerate() {
-            if i > 0 {
-                json.push(b',');
+        // The prefix (framing and support objects) is known only now; it is moved in
+        // front of the body inside the body's own buffer, which becomes the bundle.
+        let mut prefix =
+            format!(r#"{{"type":"bundle","id":"bundle--{bundle_id}","objects":["#).into_bytes();
+        let mut carried = 0;
+        for &i in self.needed.iter().filter(|i| !self.present.contains(i)) {
+            if carried > 0 {
+                prefix.push(b',');
             }
-            json.extend_from_slice(s);
+            prefix.extend_from_slice(&support[i].1);
+            carried += 1;
         }
-        if !carried.is_empty() && !self.body.is_empty() {
-            json.push(b',');
+        if carried > 0 && self.count > 0 {
+            prefix.push(b',');
         }
-        json.extend_from_slice(&self.body);
+        let mut json = std::mem::take(&mut self.body);
+        json.splice(0..0, prefix);
         json.extend_from_slice(b"]}");
         let composed = Composed {
             oversize: json.len() > self.max_bytes,
-            objects: carried.len() + self.count,
+            objects: carried + self.count,
             json,
         };
-        self.body.clear();
         self.count = 0;
         self.needed.clear();
         self.present.clear();
         self.size = BUNDLE_OVERHEAD;
         composed
     }
+}
+
+/// Puts objects in rank order, keeping source order within a rank: one pass that reads
+/// each object's type once, where a comparison sort would read it at every comparison.
+fn order_by_rank(objects: Vec<StixObject>) -> Vec<StixObject> {
+    let ranks: Vec<u8> = objects.iter().map(rank).collect();
+    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+        return objects;
+    }
+    let mut by_rank: [Vec<StixObject>; 5] = Default::default();
+    for (object, r) in objects.into_iter().zip(ranks) {
+        by_rank[usize::from(r)].push(object);
+    }
+    by_rank.into_iter().flatten().collect()
 }
 
 /// Drops repeated ids: the last copy wins (within a page, later means newer) and takes the

@@ -48,10 +48,20 @@ impl TextBuilder {
     }
 
     /// Appends already-decoded text, collapsing ASCII white space.
+    ///
+    /// Works a word at a time (a run without white space is copied whole): descriptions
+    /// are most of a feed's bytes, and pushing them one character at a time showed.
     fn push_text(&mut self, text: &str) {
-        for c in text.chars() {
-            if c.is_ascii_whitespace() {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let end = rest
+                .bytes()
+                .position(|b| b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if end == 0 {
                 self.request(Break::Space);
+                let spaces = rest.bytes().take_while(u8::is_ascii_whitespace).count();
+                rest = &rest[spaces..];
                 continue;
             }
             if !self.out.is_empty() {
@@ -63,7 +73,9 @@ impl TextBuilder {
                 }
             }
             self.pending = Break::None;
-            self.out.push(c);
+            // White space is ASCII, so `end` is a character boundary.
+            self.out.push_str(&rest[..end]);
+            rest = &rest[end..];
         }
     }
 
