@@ -4,6 +4,14 @@
 //! outcome into output and an exit code (0 success, 1 a feed failed, 2 bad usage or
 //! configuration).
 
+/// Prints a line to standard output. A reader that went away (`| head`, a closed `less`)
+/// ends the command quietly instead of with a panic: the output was only for them.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod taxii;
 
 use std::path::PathBuf;
@@ -197,6 +205,18 @@ fn main() -> ExitCode {
     }
 }
 
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{args}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = std::env::var("FEEDSTIX_LOG")
         .ok()
@@ -281,13 +301,13 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = load(&path)?;
-    println!(
+    outln!(
         "{}: {} feed(s), all valid",
         path.display(),
         config.feeds.len()
     );
     for feed in &config.feeds {
-        println!(
+        outln!(
             "  {:<32} {:<6} every {:<8} {}",
             feed.name,
             feed.kind(),
@@ -350,9 +370,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn print_summaries(summaries: &[FeedSummary]) {
     for s in summaries {
         match (&s.error, &s.note) {
-            (Some(e), _) => println!("{}: failed after {} page(s): {e}", s.feed, s.pages),
-            (None, Some(note)) => println!("{}: not fetched ({note})", s.feed),
-            (None, None) => println!(
+            (Some(e), _) => {
+                // The error starts with the feed's own name; the line already says it.
+                let e = e.strip_prefix(&format!("feed {}: ", s.feed)).unwrap_or(e);
+                outln!("{}: failed after {} page(s): {e}", s.feed, s.pages)
+            }
+            (None, Some(note)) => outln!("{}: not fetched ({note})", s.feed),
+            (None, None) => outln!(
                 "{}: ok, {} page(s), {} object(s), {} bundle(s), {} byte(s){}",
                 s.feed,
                 s.pages,
@@ -413,7 +437,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("no feed named {} in {}", args.feed, args.config.display()))?;
     match local::verify(feed, args.limit, RetryPolicy::default()).await {
         Ok((bundle, total, skipped)) => {
-            println!("{}", serde_json::to_string_pretty(&bundle)?);
+            outln!("{}", serde_json::to_string_pretty(&bundle)?);
             let shown = bundle["objects"].as_array().map(Vec::len).unwrap_or(0);
             eprintln!(
                 "feed {}: first page makes {total} object(s); the bundle above shows {shown} (first {} plus author and markings)",

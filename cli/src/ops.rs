@@ -62,12 +62,19 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
         .map(|f| row(f, &states.get(&f.name).cloned().unwrap_or_default()))
         .collect();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<24} {:<6} {:<8} {:<20} {:<20} {:>9} {:>9} {:>4}  CURSOR / LAST ERROR",
-        "FEED", "KIND", "STATE", "LAST RUN", "NEXT RUN", "LAST OBJ", "TOTAL OBJ", "FAIL",
+        "FEED",
+        "KIND",
+        "STATE",
+        "LAST RUN",
+        "NEXT RUN",
+        "LAST OBJ",
+        "TOTAL OBJ",
+        "FAIL",
     );
     for (feed, r) in config.feeds.iter().zip(&rows) {
         let s = states.get(&feed.name).cloned().unwrap_or_default();
@@ -78,7 +85,7 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
         if !feed.http.verify_tls {
             tail = format!("{tail}; TLS verification OFF");
         }
-        println!(
+        outln!(
             "{:<24} {:<6} {:<8} {:<20} {:<20} {:>9} {:>9} {:>4}  {}",
             feed.name,
             feed.kind().as_str(),
@@ -97,16 +104,19 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
 /// `feedstix feeds list`.
 pub fn list(config: &Config, state: &Path) -> anyhow::Result<ExitCode> {
     let states = StateFile::read_only(state)?.all();
-    println!(
+    outln!(
         "{:<24} {:<6} {:<8} {:<9} URL",
-        "FEED", "KIND", "STATE", "INTERVAL"
+        "FEED",
+        "KIND",
+        "STATE",
+        "INTERVAL"
     );
     for feed in &config.feeds {
         let s = states
             .get(&feed.name)
             .map(|s| s.run_state)
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<24} {:<6} {:<8} {:<9} {}",
             feed.name,
             feed.kind().as_str(),
@@ -144,7 +154,7 @@ pub fn show(config: &Config, state: &Path, name: &str) -> anyhow::Result<ExitCod
         }
     }
     let out = json!({ "definition": definition, "status": row(feed, &s), "cursor": s.cursor });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -166,7 +176,7 @@ pub async fn set_running(
         .set_run_state(name, run_state)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    println!("{name}: {}", if running { "running" } else { "stopped" });
+    outln!("{name}: {}", if running { "running" } else { "stopped" });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -181,7 +191,7 @@ pub async fn reset(config: &Config, state: &Path, name: &str) -> anyhow::Result<
         .unwrap_or_else(|| "the beginning of the source".into());
     // Locally nothing is queued between runs: the queues live inside the `run` process,
     // which cannot be running while this command holds the state file.
-    println!(
+    outln!(
         "{name}: reset to epoch {}; the next run imports from {from}; 0 queued messages of older epochs (local queues do not outlive a run)",
         next.epoch
     );

@@ -159,14 +159,19 @@ async fn collections(args: CollectionsArgs) -> anyhow::Result<ExitCode> {
         .chain([13])
         .max()
         .unwrap_or(13);
-    println!(
+    outln!(
         "{:<root_width$}  {:<id_width$}  {:<8}  TITLE",
-        "API ROOT", "COLLECTION ID", "CAN_READ"
+        "API ROOT",
+        "COLLECTION ID",
+        "CAN_READ"
     );
     for r in &listing.rows {
-        println!(
+        outln!(
             "{:<root_width$}  {:<id_width$}  {:<8}  {}",
-            r.api_root, r.id, r.can_read, r.title
+            r.api_root,
+            r.id,
+            r.can_read,
+            r.title
         );
     }
     if listing.rows.is_empty() {

@@ -163,6 +163,52 @@ fn server_errors_and_429_are_retried_honouring_retry_after() {
 }
 
 #[test]
+fn a_refusal_names_the_credentials_only_when_the_feed_sends_some() {
+    let server = Server::start(|_| Canned {
+        status: 403,
+        headers: vec![],
+        body: b"no".to_vec(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[feeds]]\nname = \"open\"\nkind = \"rss\"\nurl = \"{u}/a\"\nallow_private_network = true\n\n[[feeds]]\nname = \"keyed\"\nkind = \"rss\"\nurl = \"{u}/b\"\nallow_private_network = true\nauth = {{ type = \"bearer\", token = \"env:FS_T\" }}\n",
+            u = server.url
+        ),
+    );
+    let out = dir.path().join("out");
+    let result = feedstix()
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--once",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("FS_T", "t")
+        .output()
+        .unwrap();
+    let report = text(&result);
+    let line = |feed: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{feed}: failed")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("open").contains("this feed sends no credentials"),
+        "{report}"
+    );
+    assert!(
+        line("keyed").contains("refused the credentials (HTTP 403)"),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_server_that_keeps_failing_fails_the_feed_with_the_status() {
     let server = Server::start(|_| Canned {
         status: 502,

@@ -103,3 +103,36 @@ fn stop_start_reset_and_status_work_on_the_state_file() {
         text(&unknown)
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = examples_copy();
+    let config = dir.path().join("feeds.toml");
+    let mut child = feedstix()
+        .args([
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--feed",
+            "urlhaus-sample",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "{");
+    // The reader is dropped here, as `| head -1` would.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.code() == Some(0),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

@@ -58,6 +58,13 @@ fn examples_run_once_write_valid_bundles_and_rerun_writes_nothing() {
     assert!(ids_of(&out, "urlhaus-sample", "identity")
         .contains("identity--0303206b-ec74-5e9e-81df-e6532e9c1e91"));
 
+    #[cfg(unix)]
+    for f in bundle_files(&out) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{} is not readable by a consumer", f.display());
+    }
+
     let summary = validate(&out);
     assert!(summary.ends_with(" 0 invalid"), "{summary}");
 

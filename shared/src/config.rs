@@ -18,6 +18,13 @@ use toml::Value;
 use crate::duration::parse_duration;
 use crate::stix::Tlp;
 
+/// Shortest interval: more often is hammering a source, not following it.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest interval: a year; longer values are typos, and would overflow date arithmetic.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
+/// Longest request timeout accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
+
 /// Default HTTP timeout for one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on one response body: big enough for a full URLhaus export, small enough
@@ -624,6 +631,13 @@ impl<'a> FeedChecker<'a> {
         let interval_secs = match t.get("interval") {
             None => 3_600,
             Some(v) => match v.as_str().map(parse_duration) {
+                Some(Ok(d)) if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&d) => {
+                    self.problem(
+                        "interval",
+                        "expected a duration from 10s to 365d (how often the feed is fetched)",
+                    );
+                    0
+                }
                 Some(Ok(d)) => d.as_secs(),
                 Some(Err(e)) => {
                     self.problem("interval", e);
@@ -824,6 +838,9 @@ impl<'a> FeedChecker<'a> {
         };
         if let Some(v) = t.get("timeout") {
             match v.as_str().map(parse_duration) {
+                Some(Ok(d)) if d > MAX_TIMEOUT => {
+                    self.problem("timeout", "expected a duration of at most 1h")
+                }
                 Some(Ok(d)) => h.timeout_secs = d.as_secs(),
                 Some(Err(e)) => self.problem("timeout", e),
                 None => self.problem("timeout", "expected a string such as \"30s\" or \"2m\""),
@@ -1138,6 +1155,7 @@ mod tests {
             kind = "rss"
             url = "https://x.example.test/"
             interval = "5x"
+            timeout = "100000000000d"
             verfy_tls = false
             collection = "abc"
             markings = ["TLP:PURPLE"]
@@ -1151,6 +1169,7 @@ mod tests {
             "feed a: key `verfy_tls`: unknown key",
             "feed a: key `collection`: applies to taxii feeds only, not to a rss feed",
             "feed a: key `interval`: \"5x\" is not a duration",
+            "feed a: key `timeout`: expected a duration of at most 1h",
             "feed a: key `markings`: \"TLP:PURPLE\" is not a TLP marking",
             "feed #2 (\"b c\"): key `name`: expected letters, digits and '-' only",
             "key `kind`: \"gopher\" is not a kind",
@@ -1237,6 +1256,20 @@ mod tests {
             bad[0].contains("scheme \"ftp\" is not supported"),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn intervals_outside_ten_seconds_to_a_year_are_refused() {
+        for bad in ["1s", "100000000000d", "366d"] {
+            let got = problems(&format!(
+                "[[feeds]]\nname='f'\nkind='rss'\nurl='https://a.example.test/'\ninterval='{bad}'\n"
+            ));
+            assert_eq!(
+                got,
+                vec!["feed f: key `interval`: expected a duration from 10s to 365d (how often the feed is fetched)"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::csv::CsvCursor;
 use crate::kinds::rss::RssCursor;
+use crate::kinds::stream::StreamCursor;
 use crate::kinds::taxii::TaxiiCursor;
 
 /// Where a feed resumes.
@@ -24,6 +25,8 @@ pub enum Cursor {
     Csv(CsvCursor),
     /// TAXII.
     Taxii(TaxiiCursor),
+    /// OpenCTI live stream.
+    Stream(StreamCursor),
 }
 
 impl Cursor {
@@ -40,6 +43,7 @@ impl Cursor {
                 None => "no version yet".into(),
             },
             Cursor::Taxii(c) => c.describe(),
+            Cursor::Stream(c) => c.describe(),
         }
     }
 }

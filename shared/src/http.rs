@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{Auth, HttpOptions};
-use crate::ports::{Body, Secrets, Source, SourceRequest, SourceResponse};
+use crate::ports::{Body, Secrets, Source, SourceRequest, SourceResponse, StreamingResponse};
 
 /// Bodies up to this size stay in memory; larger ones are spooled to a temporary file.
 const SPOOL_THRESHOLD: usize = 512 * 1024;
@@ -349,6 +349,64 @@ impl Source for HttpSource {
             tokio::time::sleep(delay).await;
         }
     }
+
+    async fn open_stream(
+        &self,
+        request: SourceRequest,
+        max_duration: Duration,
+    ) -> Result<StreamingResponse, HttpError> {
+        self.stream_request(request, max_duration).await
+    }
+}
+
+impl HttpSource {
+    /// The streaming GET behind [`Source::open_stream`]: the same client, credentials and
+    /// address checks as [`Source::get`], with the request's time limit raised from the
+    /// feed's `timeout` to `max_duration` so a live connection is not cut at 60 s.
+    async fn stream_request(
+        &self,
+        request: SourceRequest,
+        max_duration: Duration,
+    ) -> Result<StreamingResponse, HttpError> {
+        check_literal_host(&request.url, self.allow_private)?;
+        let url = request.url.clone();
+        let mut req = self.client.get(&url).timeout(max_duration);
+        for (name, value) in &request.headers {
+            req = req.header(name, value);
+        }
+        let response = req.send().await.map_err(|e| match classify(&url, e) {
+            Attempt::Fatal(e) | Attempt::Transient(e) => e,
+            Attempt::Retry { status, .. } => HttpError::Status {
+                url: url.clone(),
+                status,
+                attempts: 1,
+            },
+        })?;
+        let status = response.status().as_u16();
+        let final_url = response.url().to_string();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| HttpError::Transport {
+                url: url.clone(),
+                reason: format!("stream interrupted: {}", error_chain(&e)),
+            })
+        });
+        Ok(StreamingResponse {
+            status,
+            headers,
+            final_url,
+            body: Box::pin(body),
+        })
+    }
 }
 
 /// The delay before retry number `attempt` (1-based): `Retry-After` when the server gave
@@ -481,6 +539,24 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// The text that marks a resolver refusal inside reqwest's error chain.
 const REFUSED_MARK: &str = "feedstix-refused";
 
+/// Whether a feed may connect to `ip`. Link-local addresses (169.254.0.0/16, fe80::/10)
+/// are refused even with `allow_private_network`: that is where cloud metadata services
+/// answer, and no feed server lives there, while a local test server on loopback or a
+/// private network is a real need.
+pub fn is_allowed(ip: IpAddr, allow_private: bool) -> bool {
+    !is_link_local(ip) && (allow_private || is_public(ip))
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
+}
+
 /// Whether an address is one a feed may reach without `allow_private_network`.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
@@ -524,16 +600,18 @@ fn check_literal_host(url: &str, allow_private: bool) -> Result<(), HttpError> {
             reason: format!("scheme {} is not http or https", parsed.scheme()),
         });
     }
-    if allow_private {
-        return Ok(());
-    }
     let ip = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
         _ => return Ok(()),
     };
-    if is_public(ip) {
+    if is_allowed(ip, allow_private) {
         Ok(())
+    } else if is_link_local(ip) {
+        Err(HttpError::Refused {
+            url: url.into(),
+            reason: format!("{ip} is a link-local (cloud metadata) address, never allowed"),
+        })
     } else {
         Err(HttpError::Refused {
             url: url.into(),
@@ -549,7 +627,10 @@ fn redirect_policy(allow_private: bool) -> reqwest::redirect::Policy {
         }
         let scheme = attempt.url().scheme().to_string();
         if !matches!(scheme.as_str(), "http" | "https") {
-            return attempt.error(format!("redirect to a {scheme} URL"));
+            let target = attempt.url().to_string();
+            return attempt.error(format!(
+                "{REFUSED_MARK}: redirect to {target} refused: only http and https are followed"
+            ));
         }
         // Names are checked again by the resolver; literal addresses are checked here.
         match check_literal_host(attempt.url().as_str(), allow_private) {
@@ -575,7 +656,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
             let total = addrs.len();
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| allow_private || is_public(a.ip()))
+                .filter(|a| is_allowed(a.ip(), allow_private))
                 .collect();
             if allowed.is_empty() && total > 0 {
                 let e: Box<dyn std::error::Error + Send + Sync> =
@@ -660,6 +741,15 @@ mod tests {
         ));
         assert!(check_literal_host("http://[::1]:8080/", false).is_err());
         assert!(check_literal_host("http://127.0.0.1:8080/", true).is_ok());
+        // Metadata addresses stay refused even where private networks are allowed.
+        for metadata in [
+            "http://169.254.169.254/latest/",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.169.254]/",
+        ] {
+            let err = check_literal_host(metadata, true).unwrap_err().to_string();
+            assert!(err.contains("link-local"), "{err}");
+        }
         assert!(check_literal_host("http://feeds.example.test/", false).is_ok());
     }
 

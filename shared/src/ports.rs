@@ -240,6 +240,33 @@ impl SourceResponse {
     }
 }
 
+/// A body read as it arrives, chunk by chunk, for sources that never end (live streams).
+pub type ChunkStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, crate::http::HttpError>> + Send>,
+>;
+
+/// The answer to a streaming GET: status and headers at once, the body as it comes.
+pub struct StreamingResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Response headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The URL finally answered, after redirects.
+    pub final_url: String,
+    /// The body's chunks; dropping it closes the connection.
+    pub body: ChunkStream,
+}
+
+impl StreamingResponse {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Fetches from a feed's source.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -247,6 +274,24 @@ pub trait Source: Send + Sync {
     /// 5xx answers still failing after the adapter's retries are errors; every other status
     /// is a response for the feed kind to judge (TAXII reads the body of a 406, say).
     async fn get(&self, request: SourceRequest) -> Result<SourceResponse, crate::http::HttpError>;
+
+    /// Opens a GET whose body is read as it arrives and may last up to `max_duration`
+    /// (a live stream). No retries and no body cap here: the caller reconnects with its own
+    /// backoff and bounds each event. Any status is returned for the caller to judge.
+    ///
+    /// Sources that cannot hold a connection open (local files) keep this default, which
+    /// refuses.
+    async fn open_stream(
+        &self,
+        request: SourceRequest,
+        max_duration: std::time::Duration,
+    ) -> Result<StreamingResponse, crate::http::HttpError> {
+        let _ = max_duration;
+        Err(crate::http::HttpError::BadUrl {
+            url: request.url,
+            reason: "this source cannot hold a connection open; a live stream needs http(s)".into(),
+        })
+    }
 }
 
 /// Resolves secret references (`env:`, `ssm:`, `secretsmanager:`) at run time.

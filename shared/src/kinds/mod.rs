@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod rss;
+pub mod stream;
 pub mod taxii;
 
 use async_trait::async_trait;
@@ -66,6 +67,14 @@ pub enum FetchError {
         /// 401 or 403.
         status: u16,
     },
+    /// Access refused to a feed that sends no credentials.
+    #[error("{url} refused access (HTTP {status}) and this feed sends no credentials; if the source needs them, set the feed's auth")]
+    Forbidden {
+        /// The URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// Nothing at the URL.
     #[error("{url} was not found (HTTP 404)")]
     NotFound {
@@ -117,17 +126,24 @@ pub async fn fetch_page(
         }
         KindConfig::Csv { .. } => csv_page(feed, cursor, source, now, out).await,
         KindConfig::Taxii { .. } => taxii::fetch_page(feed, cursor, source, now, out).await,
-        KindConfig::Stream { .. } => Err(FetchError::Unsupported(
-            "live-stream feeds are not available in this build yet".into(),
-        )),
+        KindConfig::Stream { .. } => stream::fetch_page(feed, cursor, source, now, out).await,
     }
 }
 
-/// Maps an HTTP status that is not a success to the error users should see.
-pub fn check_status(response: &SourceResponse, url: &str) -> Result<(), FetchError> {
+/// Maps an HTTP status that is not a success to the error users should see. `has_auth`
+/// tells a refusal of the feed's credentials from a source that wants some.
+pub fn check_status(
+    response: &SourceResponse,
+    url: &str,
+    has_auth: bool,
+) -> Result<(), FetchError> {
     match response.status {
         200..=299 | 304 => Ok(()),
-        401 | 403 => Err(FetchError::Unauthorized {
+        401 | 403 if has_auth => Err(FetchError::Unauthorized {
+            url: url.into(),
+            status: response.status,
+        }),
+        401 | 403 => Err(FetchError::Forbidden {
             url: url.into(),
             status: response.status,
         }),
@@ -175,16 +191,21 @@ struct Document {
 
 async fn get_document(
     source: &dyn Source,
-    url: &str,
+    feed: &Feed,
     etag: Option<&str>,
     last_modified: Option<&str>,
 ) -> Result<Option<Document>, FetchError> {
+    let url = feed.config.url.as_str();
     let request = SourceRequest {
         url: url.into(),
         headers: conditional_headers(etag, last_modified),
     };
     let response = source.get(request).await?;
-    check_status(&response, url)?;
+    check_status(
+        &response,
+        url,
+        feed.config.http.auth != crate::config::Auth::None,
+    )?;
     if response.status == 304 {
         return Ok(None);
     }
@@ -216,7 +237,7 @@ async fn rss_page(
     };
     let doc = get_document(
         source,
-        url,
+        feed,
         previous.etag.as_deref(),
         previous.last_modified.as_deref(),
     );
@@ -294,7 +315,7 @@ async fn csv_page(
     };
     let doc = get_document(
         source,
-        url,
+        feed,
         previous.etag.as_deref(),
         previous.last_modified.as_deref(),
     );

@@ -3,6 +3,9 @@
 //! `run --once` dispatches every running feed and drains each feed's pages until its
 //! source has no more; without `--once` the runner wakes at the next due time of any feed
 //! and dispatches those that are due. Feeds run in parallel, pages of one feed in order.
+//! A live-stream feed that caught up without error is due again at once in a continuous
+//! run, so it follows its remote; each of its pages waits for the remote's next heartbeat,
+//! so an idle remote is not polled in a busy loop.
 //! A shutdown request lets every page in flight finish and commit, then stops.
 
 use std::path::PathBuf;
@@ -17,14 +20,14 @@ use tokio::sync::Notify;
 use super::queues::{DirectPageQueue, LocalJobQueue};
 use super::sink::DirSink;
 use super::state::{ConfigFeeds, StateFile};
-use crate::config::{Config, FeedConfig};
-use crate::cursor::Cursor;
+use crate::config::{Config, FeedConfig, Kind};
+use crate::cursor::{Cursor, FeedState};
 use crate::feed::Feed;
 use crate::http::{open_source, RetryPolicy};
 use crate::kinds::{self, FetchError, ObjectOut};
 use crate::pipeline::dispatcher::{self, next_due};
 use crate::pipeline::fetcher::{self, Fetched, FetcherDeps, SourceFactory};
-use crate::ports::{EnvSecrets, PortError, Source, StateStore};
+use crate::ports::{EnvSecrets, FeedStore, PortError, Source, StateStore};
 use crate::stix::StixObject;
 
 /// Feeds fetched at the same time. Two cores and I/O-bound fetches: a few in parallel keep
@@ -96,11 +99,42 @@ pub struct FeedSummary {
 pub struct LocalRunner {
     feeds: Vec<FeedConfig>,
     feed_store: Arc<ConfigFeeds>,
+    following: Following,
     states: Arc<StateFile>,
     sink: Arc<DirSink>,
     jobs: Arc<LocalJobQueue>,
     pages: Arc<DirectPageQueue>,
     retry: RetryPolicy,
+}
+
+/// The feeds as a continuous run dispatches them: a stream feed whose last page went well
+/// is due at once (see the module docs); one that failed waits its interval like any other
+/// feed, so a wrong token is not retried every second.
+struct Following {
+    feeds: Arc<ConfigFeeds>,
+    states: Arc<StateFile>,
+}
+
+fn follows_now(feed: &FeedConfig, state: &FeedState) -> bool {
+    feed.kind() == Kind::Stream && state.status.consecutive_failures == 0
+}
+
+#[async_trait]
+impl FeedStore for Following {
+    async fn list(&self) -> Result<Vec<FeedConfig>, PortError> {
+        let mut feeds = self.feeds.list().await?;
+        for feed in &mut feeds {
+            let state = self.states.load(&feed.name).await?.unwrap_or_default();
+            if follows_now(feed, &state) {
+                feed.interval_secs = 0;
+            }
+        }
+        Ok(feeds)
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<FeedConfig>, PortError> {
+        self.feeds.get(name).await
+    }
 }
 
 struct LocalSources {
@@ -144,9 +178,14 @@ impl LocalRunner {
             sink.clone(),
             config.settings.max_message_bytes,
         ));
+        let feed_store = Arc::new(ConfigFeeds::new(&filtered));
         Ok(LocalRunner {
             feeds,
-            feed_store: Arc::new(ConfigFeeds::new(&filtered)),
+            following: Following {
+                feeds: feed_store.clone(),
+                states: states.clone(),
+            },
+            feed_store,
             states,
             sink,
             jobs: Arc::new(LocalJobQueue::default()),
@@ -193,6 +232,7 @@ impl LocalRunner {
                 .flatten()
                 .unwrap_or_default();
             let wait = match next_due(&state, feed.interval()) {
+                _ if follows_now(feed, &state) => Duration::ZERO,
                 Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO),
                 None => Duration::ZERO,
             };
@@ -202,8 +242,13 @@ impl LocalRunner {
     }
 
     async fn round(&self, force: bool, shutdown: &Shutdown) -> Result<Vec<FeedSummary>, PortError> {
+        let feeds: &dyn FeedStore = if force {
+            self.feed_store.as_ref()
+        } else {
+            &self.following
+        };
         let dispatched = dispatcher::dispatch(
-            self.feed_store.as_ref(),
+            feeds,
             self.states.as_ref(),
             self.jobs.as_ref(),
             Utc::now(),
@@ -359,14 +404,33 @@ pub async fn verify(
         objects: Vec::new(),
         total: 0,
     };
-    let end = kinds::fetch_page(
-        &feed,
-        &Cursor::Start,
-        source.as_ref(),
-        Utc::now(),
-        &mut preview,
-    )
-    .await
+    let end = match feed.config.kind() {
+        // A stream never ends: connect, wait for `connected`, show what arrives within a
+        // few seconds.
+        Kind::Stream => {
+            let limits = kinds::stream::PageLimits::preview(limit);
+            let (now, cursor) = (Utc::now(), Cursor::Start);
+            kinds::stream::fetch_page_with(
+                &feed,
+                &cursor,
+                source.as_ref(),
+                now,
+                &mut preview,
+                &limits,
+            )
+            .await
+        }
+        _ => {
+            kinds::fetch_page(
+                &feed,
+                &Cursor::Start,
+                source.as_ref(),
+                Utc::now(),
+                &mut preview,
+            )
+            .await
+        }
+    }
     .map_err(|e| format!("feed {}: {e}", feed.name()))?;
     let bundles = crate::stix::bundle::compose(
         preview.objects,

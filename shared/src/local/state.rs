@@ -66,6 +66,10 @@ pub struct StateFile {
 impl StateFile {
     /// Opens (or starts) the state file and takes its lock for the life of the value.
     pub fn open(path: &Path) -> Result<StateFile, StateFileError> {
+        // Through a symbolic link, lock and replace the file it points to: otherwise two
+        // names for one state would take two different locks.
+        let resolved = resolve_links(path);
+        let path = resolved.as_path();
         let io = |reason: String| StateFileError::Io {
             path: path.to_path_buf(),
             reason,
@@ -138,6 +142,26 @@ impl StateFile {
     }
 }
 
+/// Follows symbolic links (also dangling ones: the state file may not exist yet).
+fn resolve_links(path: &Path) -> PathBuf {
+    let mut current = path.to_path_buf();
+    // A bound on hops, as the kernel has, so a link loop ends.
+    for _ in 0..16 {
+        let is_link = std::fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            break;
+        }
+        match std::fs::read_link(&current) {
+            Ok(target) if target.is_absolute() => current = target,
+            Ok(target) => {
+                current = current.parent().map(|p| p.join(&target)).unwrap_or(target);
+            }
+            Err(_) => break,
+        }
+    }
+    current
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
@@ -155,6 +179,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    // Temporary files are private (0600); the result is meant to be read by a consumer,
+    // possibly another user, so it gets the usual 0644 before it takes its name.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -236,6 +268,8 @@ impl StateStore for StateFile {
             state.cursor = crate::cursor::Cursor::Start;
             state.status.last_error = None;
             state.status.consecutive_failures = 0;
+            // Due at once: a reset feed should not wait out its interval to re-import.
+            state.status.last_run = None;
             let next = state.clone();
             self.save(&doc)?;
             next
@@ -344,6 +378,20 @@ mod tests {
             store.load("a").await.unwrap().unwrap().run_state,
             RunState::Stopped
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_to_a_locked_state_is_refused_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let _first = StateFile::open(&path).unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            StateFile::open(&link),
+            Err(StateFileError::Locked { .. })
+        ));
     }
 
     #[test]

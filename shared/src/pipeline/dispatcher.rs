@@ -21,7 +21,12 @@ pub struct Dispatched {
 /// When a feed is next due: its interval after its last run, or now if it never ran.
 pub fn next_due(state: &FeedState, interval: std::time::Duration) -> Option<DateTime<Utc>> {
     let last = state.status.last_run?;
-    Some(last + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1)))
+    // Checked: a stored definition may carry any interval; saturate instead of panicking.
+    let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+    Some(
+        last.checked_add_signed(step)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
 }
 
 /// Enqueues a fetch job for every running feed that is due at `now` (every running feed

@@ -80,6 +80,11 @@ use crate::stix::{Provenance, StixObject};
 /// keeping it would let one item take the function's memory.
 pub const MAX_ITEM_TEXT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Deepest element nesting accepted. Real feeds nest a few levels (plus some HTML inside
+/// content); a document nested thousands deep is an attack on the parser's stacks, whose
+/// cost grows with depth, so it fails the page instead of stalling it.
+pub const MAX_DEPTH: usize = 256;
+
 /// How many dateless items the cursor remembers. The cursor is stored in a table item
 /// (400 KiB at most); 5000 keys of typical length stay well under it.
 pub const FIRST_SEEN_CAP: usize = 5000;
@@ -167,6 +172,14 @@ pub enum RssError {
     EntityDeclaration {
         /// Position of the DOCTYPE.
         offset: u64,
+    },
+    /// Elements nested deeper than [`MAX_DEPTH`].
+    #[error("elements nested more than {limit} levels deep at byte {offset}: refused")]
+    TooDeep {
+        /// Position of the element that went too deep.
+        offset: u64,
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -469,6 +482,12 @@ impl<R: BufRead> RssPager<R> {
         let position = self.skipped + self.reader.buffer_position();
         let state = &mut self.state;
         match event {
+            Event::Start(_) if state.stack.len() >= MAX_DEPTH => {
+                return Err(RssError::TooDeep {
+                    offset: position,
+                    limit: MAX_DEPTH,
+                });
+            }
             Event::Start(e) => state.start(ns, &e, false)?,
             Event::Empty(e) => {
                 state.start(ns, &e, true)?;
