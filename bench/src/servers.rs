@@ -232,6 +232,154 @@ pub fn taxii_walk(server: &TaxiiServer, limit: usize, parse: bool) -> std::io::R
     }
 }
 
+/// The live stream the SSE stand-in serves.
+pub const STREAM_ID: &str = "bench-live-stream";
+
+/// A running OpenCTI live-stream stand-in.
+pub struct StreamServer {
+    /// Where it listens; the feed's `url` is `http://` and this.
+    pub addr: SocketAddr,
+}
+
+/// One held stream event: its position and its whole SSE text.
+struct StreamEvent {
+    position: (u64, u64),
+    text: String,
+}
+
+/// Serves `objects` as `create` events of one OpenCTI live stream on 127.0.0.1 (an
+/// ephemeral port), answering `GET /stream/<id>` as the platform does: a `connected` event
+/// naming the oldest and newest ids, every event after `from` (or `Last-Event-ID`), then a
+/// heartbeat at the newest id, then a heartbeat a second while the client stays.
+pub fn serve_stream(objects: Vec<TaxiiObject>) -> std::io::Result<StreamServer> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // One event per millisecond from a fixed start, so ids are `<ms>-0`.
+    let start_ms = 1_727_000_000_000u64;
+    let events: Vec<StreamEvent> = objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let ms = start_ms + i as u64;
+            let kind = o.json.split('"').nth(3).unwrap_or("object").to_string();
+            StreamEvent {
+                position: (ms, 0),
+                text: format!(
+                    "id: {ms}-0\nevent: create\ndata: {{\"version\":\"4\",\"type\":\"create\",\
+                     \"scope\":\"external\",\"message\":\"creates a {kind}\",\"origin\":\
+                     {{\"user_id\":\"00000000-0000-4000-8000-0000000000aa\"}},\"data\":{}}}\n\n",
+                    o.json
+                ),
+            }
+        })
+        .collect();
+    let events = Arc::new(events);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let events = events.clone();
+            std::thread::spawn(move || stream_connection(stream, &events));
+        }
+    });
+    Ok(StreamServer { addr })
+}
+
+fn parse_position(text: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = text.trim().split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+fn stream_connection(stream: TcpStream, events: &[StreamEvent]) {
+    let _ = stream.set_nodelay(true);
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
+    let mut writer = std::io::BufWriter::with_capacity(64 * 1024, writer);
+    if request.path != format!("/stream/{STREAM_ID}") {
+        let _ = respond(writer.get_mut(), "404 Not Found", &[], b"");
+        return;
+    }
+    let from = request
+        .query
+        .iter()
+        .find(|(k, _)| k == "from")
+        .and_then(|(_, v)| parse_position(v))
+        .unwrap_or((0, 0));
+    let start = events.partition_point(|e| e.position <= from);
+    let id = |p: (u64, u64)| format!("{}-{}", p.0, p.1);
+    let (first, last) = match (events.first(), events.last()) {
+        (Some(f), Some(l)) => (id(f.position), id(l.position)),
+        _ => ("0-0".to_string(), "0-0".to_string()),
+    };
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                connection: close\r\n\r\n";
+    let connected = format!(
+        "event: connected\ndata: {{\"lastEventId\":\"{last}\",\"firstEventId\":\"{first}\",\
+         \"streamSize\":{},\"connectionId\":\"bench\"}}\n\n",
+        events.len() - start
+    );
+    if writer.write_all(head.as_bytes()).is_err() || writer.write_all(connected.as_bytes()).is_err()
+    {
+        return;
+    }
+    for e in &events[start..] {
+        // The client leaves after a full page: the write fails and the thread ends.
+        if writer.write_all(e.text.as_bytes()).is_err() {
+            return;
+        }
+    }
+    let position = events.last().map_or(from, |e| e.position).max(from);
+    let heartbeat = format!(
+        "id: {}\nevent: heartbeat\ndata: \"2024-09-30T00:00:00.000Z\"\n\n",
+        id(position)
+    );
+    loop {
+        if writer.write_all(heartbeat.as_bytes()).is_err() || writer.flush().is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// Reads the whole stand-in stream once with a bare client, up to the caught-up
+/// heartbeat: the floor of a stream case. Returns the bytes read and the events seen;
+/// with `parse`, each event's data is parsed as JSON too.
+pub fn stream_walk(server: &StreamServer, parse: bool) -> std::io::Result<(u64, u64)> {
+    let stream = TcpStream::connect(server.addr)?;
+    let mut writer = stream.try_clone()?;
+    write!(
+        writer,
+        "GET /stream/{STREAM_ID}?from=0-0 HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n\r\n",
+        server.addr
+    )?;
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let (mut bytes, mut events) = (0u64, 0u64);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 {
+            return Ok((bytes, events));
+        }
+        bytes += n as u64;
+        if line.starts_with("event: heartbeat") {
+            return Ok((bytes, events));
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            if line.len() > 200 {
+                events += 1;
+                if parse {
+                    let _: serde_json::Value =
+                        serde_json::from_str(data).map_err(std::io::Error::other)?;
+                }
+            }
+        }
+    }
+}
+
 /// The Lambda runtime API stand-in: waits for the first `GET
 /// /2018-06-01/runtime/invocation/next` and reports when it arrived. The function is never
 /// given an event; the caller kills it once it has asked for one.

@@ -284,7 +284,10 @@ impl BundleSink for DirSink {
         let written = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&dir)
-            .and_then(|mut tmp| tmp.write_all(&bundle).map(|()| tmp));
+            .and_then(|mut tmp| {
+                readable(tmp.as_file())?;
+                tmp.write_all(&bundle).map(|()| tmp)
+            });
         let tmp = match written {
             Ok(tmp) => tmp,
             Err(e) => {
@@ -312,6 +315,20 @@ impl BundleSink for DirSink {
         tracing::debug!(feed = %meta.feed, path = %path.display(), bytes = bundle.len(), "bundle written");
         Ok(())
     }
+}
+
+/// Temporary files are private (0600); a bundle is meant for a consumer, possibly another
+/// user, so it gets the usual 0644 before it takes its name (as the state module's
+/// atomic writes do).
+fn readable(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 #[cfg(test)]
