@@ -387,6 +387,7 @@ fn all(o: &Options) -> anyhow::Result<()> {
         ("atom", 100_000),
         ("csv", 1_000_000),
         ("taxii", 50_000),
+        ("stream", 100_000),
     ] {
         for n in [scaled(full) / 10, scaled(full)] {
             cases.push(Case {
@@ -410,15 +411,20 @@ fn all(o: &Options) -> anyhow::Result<()> {
         match run_case(case, o, &work, &feedstix, &me) {
             Ok(row) => {
                 println!("{}", row.markdown());
-                if case.kind == "taxii" {
+                if matches!(case.kind, "taxii" | "stream") {
                     let cpu = row.run.user + row.run.sys;
                     notes.push(format!(
                         "{}: feedstix CPU {:.3} s per 1,000 objects (user {:.2} s + sys {:.2} s); \
-                         bare client walk of the same pages {:.2} s",
+                         a bare client reads the same {} in {:.2} s",
                         case.name,
                         cpu / (row.items as f64 / 1000.0),
                         row.run.user,
                         row.run.sys,
+                        if case.kind == "taxii" {
+                            "pages"
+                        } else {
+                            "stream"
+                        },
                         row.read_floor
                     ));
                 }
@@ -426,7 +432,6 @@ fn all(o: &Options) -> anyhow::Result<()> {
             Err(e) => println!("| {} | failed: {e:#} |", case.name),
         }
     }
-    println!("| stream (SSE, 100,000 events) | pending: the stream kind is not in this build | | | | | | | | | |");
     for n in &notes {
         println!("\n{n}");
     }
@@ -515,7 +520,7 @@ fn run_case(
 
     let common =
         "author = \"Bench Author\"\nmarkings = [\"TLP:CLEAR\"]\nmax_response_bytes = 4294967296\n";
-    let (feed, input, server) = match case.kind {
+    let (feed, input, server, stream) = match case.kind {
         "rss" | "atom" | "csv" => {
             let ext = if case.kind == "csv" { "csv" } else { "xml" };
             let input = work.join(format!("{}-{}-seed{}.{ext}", case.kind, case.items, o.seed));
@@ -536,6 +541,7 @@ fn run_case(
                 format!("url = \"file:{}\"\n{extra}", input.display()),
                 Some(input),
                 None,
+                None,
             )
         }
         "taxii" => {
@@ -545,7 +551,16 @@ fn run_case(
                 server.api_root(),
                 servers::COLLECTION
             );
-            (feed, None, Some(server))
+            (feed, None, Some(server), None)
+        }
+        "stream" => {
+            let server = servers::serve_stream(gen::taxii_objects(case.items, o.seed))?;
+            let feed = format!(
+                "kind = \"stream\"\nurl = \"http://{}\"\nstream_id = \"{}\"\nallow_private_network = true\n",
+                server.addr,
+                servers::STREAM_ID
+            );
+            (feed, None, None, Some(server))
         }
         other => bail!("unknown kind {other}"),
     };
@@ -571,8 +586,8 @@ fn run_case(
     let objects = objects_from_summary(&run.stdout);
     let output_bytes = dir_bytes(&out);
 
-    let (read_floor, parse_floor, input_bytes) = match (&input, &server) {
-        (Some(input), _) => {
+    let (read_floor, parse_floor, input_bytes) = match (&input, &server, &stream) {
+        (Some(input), _, _) => {
             let read = cat_seconds(input)?;
             let kind = if case.kind == "atom" {
                 "rss"
@@ -593,7 +608,7 @@ fn run_case(
             }
             (read, Some(parse), std::fs::metadata(input)?.len())
         }
-        (None, Some(server)) => {
+        (None, Some(server), _) => {
             let started = Instant::now();
             let (bytes, _) = servers::taxii_walk(server, 1000, false)?;
             let read = started.elapsed().as_secs_f64();
@@ -606,6 +621,24 @@ fn run_case(
             if parsed != case.items {
                 bail!(
                     "the bare walk saw {parsed} objects, expected {}",
+                    case.items
+                );
+            }
+            (read, Some(parse), bytes)
+        }
+        (None, None, Some(server)) => {
+            let started = Instant::now();
+            let (bytes, _) = servers::stream_walk(server, false)?;
+            let read = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let (_, events) = servers::stream_walk(server, true)?;
+            let parse = Cost {
+                wall: started.elapsed().as_secs_f64(),
+                ..Cost::default()
+            };
+            if events != case.items {
+                bail!(
+                    "the bare stream read saw {events} events, expected {}",
                     case.items
                 );
             }

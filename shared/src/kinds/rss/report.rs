@@ -145,8 +145,17 @@ impl Iterator for CveScanner<'_> {
     fn next(&mut self) -> Option<String> {
         let b = self.bytes;
         while self.at + 13 <= b.len() {
-            let i = self.at;
-            self.at += 1;
+            // Jump to the next `c` or `C` first: almost every position of a text fails on
+            // its first letter, and testing one byte there is cheaper than four.
+            let Some(skip) = b[self.at..b.len() - 12]
+                .iter()
+                .position(|&c| c | 0x20 == b'c')
+            else {
+                self.at = b.len();
+                break;
+            };
+            let i = self.at + skip;
+            self.at = i + 1;
             if !b[i..i + 4].eq_ignore_ascii_case(b"cve-") {
                 continue;
             }
