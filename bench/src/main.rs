@@ -1,12 +1,14 @@
 //! `feedstix-bench`: the feedstix benchmark (run it through `scripts/bench`).
 //!
 //! `all` generates seeded inputs, runs the release `feedstix run --once` on each as its own
-//! process (pinned to one core when `taskset` exists) and prints one table row per case:
-//! items, seconds, items per second, peak RSS, output bytes, and beside them the floors on
-//! the same input (the plain read and the parse alone). Each case also runs at a tenth of
-//! its size, so a reader can see that peak memory does not follow the source's size. Then
-//! it measures the Lambda binaries: stripped size, and the time from spawn until the first
-//! "next invocation" request reaches a local runtime API stand-in.
+//! process (pinned to one core when `taskset` exists; the fastest of `--runs`, 3 by
+//! default) and prints one table row per case: items, seconds, items per second, peak RSS,
+//! CPU time, output bytes, and beside them the floors on the same input (the plain read
+//! and the parse alone). TAXII and the live stream are served from memory by loopback
+//! stand-ins (`servers`). Each case also runs at a tenth of its size, so a reader can see
+//! how peak memory follows the source's size. Then it measures the Lambda binaries:
+//! stripped size, and the time from spawn until the first "next invocation" request
+//! reaches a local runtime API stand-in.
 //!
 //! The other subcommands are the pieces, for poking at one case by hand:
 //! `gen KIND FILE N`, `taxii-serve N`, `lambda-ready BIN...`, and the hidden
@@ -34,7 +36,8 @@ const READY_RUNS: usize = 7;
 
 const USAGE: &str = "\
 usage: feedstix-bench all [--feedstix BIN] [--functions DIR] [--work DIR] [--repo DIR]
-                          [--scale F] [--seed N] [--only CASE,...] [--function-env K=V]...
+                          [--scale F] [--seed N] [--runs N] [--only CASE,...]
+                          [--function-env K=V]...
        feedstix-bench gen rss|atom|csv FILE N [--seed N]
        feedstix-bench taxii-serve N [--seed N]
        feedstix-bench lambda-ready BIN... [--function-env K=V]...";
@@ -59,6 +62,7 @@ struct Options {
     scale: f64,
     seed: u64,
     only: Option<Vec<String>>,
+    runs: usize,
     function_env: Vec<(String, String)>,
     positional: Vec<String>,
 }
@@ -72,6 +76,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         scale: 1.0,
         seed: DEFAULT_SEED,
         only: None,
+        runs: 3,
         function_env: Vec::new(),
         positional: Vec::new(),
     };
@@ -89,6 +94,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--repo" => o.repo = value()?.into(),
             "--scale" => o.scale = value()?.parse().context("--scale")?,
             "--seed" => o.seed = value()?.parse().context("--seed")?,
+            "--runs" => o.runs = value()?.parse().context("--runs")?,
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--function-env" => {
                 let v = value()?;
@@ -567,38 +573,59 @@ fn run_case(
     let config = format!("[[feeds]]\nname = \"bench\"\n{feed}{common}");
     std::fs::write(dir.join("feeds.toml"), config)?;
 
-    let run = measure(
-        feedstix,
-        &[
-            "run",
-            "--config",
-            "feeds.toml",
-            "--once",
-            "--out",
-            "out",
-            "--state",
-            "state.json",
-            "--log-level",
-            "warn",
-        ],
-        &dir,
-    )?;
+    // Best of `runs` by wall time: on a shared machine the slow runs measure the
+    // neighbours. Each run starts from an empty output folder and no state.
+    let mut best: Option<Cost> = None;
+    for _ in 0..o.runs.max(1) {
+        let _ = std::fs::remove_dir_all(&out);
+        let _ = std::fs::remove_file(dir.join("state.json"));
+        let run = measure(
+            feedstix,
+            &[
+                "run",
+                "--config",
+                "feeds.toml",
+                "--once",
+                "--out",
+                "out",
+                "--state",
+                "state.json",
+                "--log-level",
+                "warn",
+            ],
+            &dir,
+        )?;
+        if best.as_ref().is_none_or(|b| run.wall < b.wall) {
+            best = Some(run);
+        }
+    }
+    let run = best.context("no run")?;
     let objects = objects_from_summary(&run.stdout);
     let output_bytes = dir_bytes(&out);
 
     let (read_floor, parse_floor, input_bytes) = match (&input, &server, &stream) {
         (Some(input), _, _) => {
-            let read = cat_seconds(input)?;
+            let mut read = f64::MAX;
+            for _ in 0..o.runs.max(1) {
+                read = read.min(cat_seconds(input)?);
+            }
             let kind = if case.kind == "atom" {
                 "rss"
             } else {
                 case.kind
             };
-            let parse = measure(
-                me,
-                &["parse-only", kind, &input.display().to_string()],
-                &dir,
-            )?;
+            let mut parse: Option<Cost> = None;
+            for _ in 0..o.runs.max(1) {
+                let p = measure(
+                    me,
+                    &["parse-only", kind, &input.display().to_string()],
+                    &dir,
+                )?;
+                if parse.as_ref().is_none_or(|b| p.wall < b.wall) {
+                    parse = Some(p);
+                }
+            }
+            let parse = parse.context("no parse run")?;
             let counted: u64 = parse.stdout.trim().parse().unwrap_or(0);
             if counted != case.items {
                 bail!(
