@@ -312,10 +312,13 @@ impl Row {
     fn markdown(&self) -> String {
         let per_s = self.items as f64 / self.run.wall;
         // In-process floors (TAXII, stream) have no peak of their own to show.
-        let parse = self.parse_floor.as_ref().map_or("-".into(), |p| match p.peak_kib {
-            0 => format!("{:.2} s", p.wall),
-            _ => format!("{:.2} s ({:.1} MiB)", p.wall, p.peak_mib()),
-        });
+        let parse = self
+            .parse_floor
+            .as_ref()
+            .map_or("-".into(), |p| match p.peak_kib {
+                0 => format!("{:.2} s", p.wall),
+                _ => format!("{:.2} s ({:.1} MiB)", p.wall, p.peak_mib()),
+            });
         format!(
             "| {} | {} | {} | {:.2} | {} | {:.1} | {:.2} | {} | {} | {:.3} s | {} |",
             self.case,
