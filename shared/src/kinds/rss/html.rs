@@ -49,20 +49,33 @@ impl TextBuilder {
 
     /// Appends already-decoded text, collapsing ASCII white space.
     ///
-    /// Works a word at a time (a run without white space is copied whole): descriptions
-    /// are most of a feed's bytes, and pushing them one character at a time showed.
+    /// Prose is words separated by single spaces, which collapsing leaves as they are: such
+    /// a run is found with one pass over its bytes and copied whole. Descriptions are most
+    /// of a feed's bytes, and pushing them a character at a time showed in profiles.
     fn push_text(&mut self, text: &str) {
         let mut rest = text;
         while !rest.is_empty() {
-            let end = rest
-                .bytes()
-                .position(|b| b.is_ascii_whitespace())
-                .unwrap_or(rest.len());
-            if end == 0 {
+            let spaces = rest.bytes().take_while(u8::is_ascii_whitespace).count();
+            if spaces > 0 {
                 self.request(Break::Space);
-                let spaces = rest.bytes().take_while(u8::is_ascii_whitespace).count();
                 rest = &rest[spaces..];
                 continue;
+            }
+            let bytes = rest.as_bytes();
+            let mut end = 0;
+            loop {
+                while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
+                    end += 1;
+                }
+                // One plain space before another word keeps the run going.
+                if end + 1 < bytes.len()
+                    && bytes[end] == b' '
+                    && !bytes[end + 1].is_ascii_whitespace()
+                {
+                    end += 1;
+                    continue;
+                }
+                break;
             }
             if !self.out.is_empty() {
                 match self.pending {

@@ -50,7 +50,8 @@ pub(crate) fn objects(item: &ItemView<'_>, feed: &FeedView<'_>) -> Vec<StixObjec
     }
     for cve in &cves {
         let v = vulnerability(cve, feed.provenance, item.published);
-        refs.push(Value::String(ids::named_sdo_id("vulnerability", cve)));
+        // The object's own id: hashing the name a second time gave the same.
+        refs.push(v.get("id").cloned().unwrap_or(Value::Null));
         out.push(v);
     }
 
