@@ -12,6 +12,8 @@ macro_rules! outln {
     };
 }
 
+mod cloud;
+mod dlq;
 mod taxii;
 
 use std::path::PathBuf;
@@ -70,14 +72,25 @@ enum Command {
     /// Show each feed's state: running or stopped, last and next run, cursor, objects,
     /// last error and consecutive failures.
     ///
-    /// Reads the state file without locking it, so it works while `run` is going.
+    /// Locally it reads the state file without locking it, so it works while `run` is
+    /// going. With --stack (or --feeds-table and --state-table) it reads the deployment's
+    /// tables instead, and the fetch and page queues' depth: SQS counts messages per queue,
+    /// not per feed, so that figure is one footer line (`queued_all_feeds` in JSON) and the
+    /// per-feed `pages_queued` is null.
     ///
     /// Example: feedstix status --config examples/feeds.toml --json
+    ///
+    /// Example: feedstix status --stack feedstix
     Status(StatusArgs),
 
-    /// Feed operations: list, show, start, stop, reset.
+    /// Feed operations: list, show, start, stop, reset; on a deployed stack also sync, add
+    /// and remove.
     #[command(subcommand)]
     Feeds(FeedsCommand),
+
+    /// The dead-letter queues of a deployed stack: list, show and redrive what failed.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 
     /// TAXII server commands.
     #[command(subcommand)]
@@ -93,15 +106,24 @@ struct StatusArgs {
     json: bool,
 }
 
-/// The configuration and state files of a command.
+/// Where a command finds the feeds: the local configuration and state files, or a
+/// deployed stack's tables.
 #[derive(Args)]
 struct Files {
-    /// The feeds file.
-    #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
+    /// The feeds file (local mode).
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        required_unless_present_any = ["stack", "feeds_table"],
+        conflicts_with_all = ["stack", "feeds_table"]
+    )]
+    config: Option<PathBuf>,
     /// State file [default: <config name>.state.json beside the config].
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    #[command(flatten)]
+    cloud: cloud::Target,
 }
 
 #[derive(Args)]
@@ -113,30 +135,118 @@ struct OneFeed {
     feed: String,
 }
 
+#[derive(Args)]
+struct SyncArgs {
+    /// The feeds file whose definitions are stored (mappers inlined).
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    #[command(flatten)]
+    cloud: cloud::Target,
+    /// Also remove stored feeds that the file no longer has.
+    #[arg(long)]
+    prune: bool,
+    /// Show what would be added, changed and removed; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not fetch each new or changed feed's first page before storing it (the file is
+    /// still checked offline).
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The feeds file that defines the feed.
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// The feed to store.
+    #[arg(long, value_name = "NAME")]
+    feed: String,
+    #[command(flatten)]
+    cloud: cloud::Target,
+    /// Do not fetch the feed's first page before storing it (the file is still checked
+    /// offline).
+    #[arg(long)]
+    no_verify: bool,
+}
+
+#[derive(Args)]
+struct RemoveArgs {
+    /// The feed to remove.
+    #[arg(long, value_name = "NAME")]
+    feed: String,
+    #[command(flatten)]
+    cloud: cloud::Target,
+}
+
+/// Each of list, show, start, stop and reset works on the local state file with --config,
+/// or on a deployed stack with --stack NAME (or --feeds-table and --state-table).
 #[derive(Subcommand)]
 enum FeedsCommand {
     /// List the feeds with kind, run state, interval and URL.
     ///
     /// Example: feedstix feeds list --config examples/feeds.toml
-    List(Files),
+    ///
+    /// Example: feedstix feeds list --stack feedstix
+    List(ListArgs),
     /// Show one feed's definition, status and cursor as JSON.
     ///
     /// Example: feedstix feeds show --config examples/feeds.toml --feed cert-advisories
+    ///
+    /// Example: feedstix feeds show --stack feedstix --feed cert-advisories
     Show(OneFeed),
     /// Start a stopped feed: it is fetched again on its interval.
     ///
     /// Example: feedstix feeds start --config examples/feeds.toml --feed cert-advisories
+    ///
+    /// Example: feedstix feeds start --stack feedstix --feed cert-advisories
     Start(OneFeed),
-    /// Stop a feed: `run` skips it until it is started again. Refused while a `run` holds
-    /// the state file.
+    /// Stop a feed: `run` (or the dispatcher, on a stack) skips it until it is started
+    /// again. Locally refused while a `run` holds the state file.
     ///
     /// Example: feedstix feeds stop --config examples/feeds.toml --feed cert-advisories
+    ///
+    /// Example: feedstix feeds stop --stack feedstix --feed cert-advisories
     Stop(OneFeed),
     /// Reset a feed's state: a new epoch, the cursor back to `import_from`; the next run
-    /// imports the source again from there. Refused while a `run` holds the state file.
+    /// imports the source again from there. Locally refused while a `run` holds the state
+    /// file. On a stack, queued messages of older epochs are dropped when they arrive; the
+    /// command prints how many were dropped so far and how many messages are still queued.
     ///
     /// Example: feedstix feeds reset --config examples/feeds.toml --feed urlhaus-sample
+    ///
+    /// Example: feedstix feeds reset --stack feedstix --feed urlhaus-sample
     Reset(OneFeed),
+    /// Store the feeds of a TOML file in a deployed stack's feeds table.
+    ///
+    /// Adds new feeds and updates changed ones; --prune also removes stored feeds the file
+    /// no longer has; --dry-run prints the difference (added, changed with the keys that
+    /// differ, removed, unchanged) and writes nothing. A changed url, collection, kind or
+    /// stream_id resets that feed's state (a new epoch, the cursor back to import_from) and
+    /// says so. Each new or changed feed is checked first as `verify` does (its first page
+    /// is fetched; --no-verify skips that); a file: URL is refused, since the functions
+    /// cannot read local files. If any definition fails, nothing is written.
+    ///
+    /// Example: feedstix feeds sync --config feeds.toml --stack feedstix --dry-run
+    ///
+    /// Example: feedstix feeds sync --config feeds.toml --feeds-table fx-feeds --state-table fx-state --prune
+    Sync(SyncArgs),
+    /// Store one feed of a TOML file in a deployed stack's feeds table (checked as `sync`
+    /// checks it; an existing definition is updated).
+    ///
+    /// Example: feedstix feeds add --config feeds.toml --feed urlhaus --stack feedstix
+    Add(AddArgs),
+    /// Remove one feed from a deployed stack's feeds table. Its state is kept; adding the
+    /// feed again starts it on a new epoch.
+    ///
+    /// Example: feedstix feeds remove --feed urlhaus --stack feedstix
+    Remove(RemoveArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    files: Files,
 }
 
 #[derive(Args)]
@@ -199,10 +309,28 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", without_sdk_debug(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
+}
+
+/// An AWS SDK error's display chain ends with the whole error in debug form (request
+/// headers and body included); the chain before it already says what failed and why.
+fn without_sdk_debug(message: &str) -> &str {
+    const MARKERS: [&str; 5] = [
+        " (ServiceError(",
+        " (DispatchFailure(",
+        " (TimeoutError(",
+        " (ResponseError(",
+        " (ConstructionFailure(",
+    ];
+    let cut = MARKERS
+        .iter()
+        .filter_map(|m| message.find(m))
+        .min()
+        .unwrap_or(message.len());
+    &message[..cut]
 }
 
 fn write_out(args: std::fmt::Arguments<'_>) {
@@ -222,7 +350,14 @@ fn init_logging(level: &str) {
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::try_new(level)
+            // The SDK's credential and region probes warn about every source they try; the
+            // command's error already says what failed. They speak again at debug.
+            let quiet_sdk = if matches!(level, "debug" | "trace") {
+                String::new()
+            } else {
+                ",aws_config=error".into()
+            };
+            tracing_subscriber::EnvFilter::try_new(format!("{level}{quiet_sdk}"))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
     tracing_subscriber::fmt()
@@ -236,62 +371,85 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Verify(args) => verify(args).await,
         Command::Config(ConfigCommand::Check { config }) => check(config),
-        Command::Status(args) => {
-            let config = load(&args.files.config)?;
-            ops::status(
-                &config,
-                &ops::state_path(&args.files.config, args.files.state),
-                args.json,
-            )
-        }
+        Command::Status(args) => match local_files(&args.files)? {
+            None => cloud::status(&args.files.cloud, args.json).await,
+            Some((config, state)) => ops::status(&config, &state, args.json),
+        },
         Command::Feeds(command) => feeds(command).await,
+        Command::Dlq(command) => dlq::run(command).await,
         Command::Taxii(command) => taxii::run(command).await,
     }
 }
 
+/// The local configuration and state file of a command, or `None` when it names a
+/// deployment instead.
+fn local_files(files: &Files) -> anyhow::Result<Option<(Config, PathBuf)>> {
+    if files.cloud.given() {
+        return Ok(None);
+    }
+    let Some(path) = &files.config else {
+        anyhow::bail!("give --config FILE, or --stack NAME (or --feeds-table and --state-table)");
+    };
+    Ok(Some((
+        load(path)?,
+        ops::state_path(path, files.state.clone()),
+    )))
+}
+
+fn cloud_target(target: &cloud::Target) -> anyhow::Result<&cloud::Target> {
+    if !target.given() {
+        anyhow::bail!(
+            "this command works on a deployed stack: give --stack NAME, or --feeds-table and --state-table"
+        );
+    }
+    Ok(target)
+}
+
 async fn feeds(command: FeedsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        FeedsCommand::List(files) => {
-            let config = load(&files.config)?;
-            ops::list(&config, &ops::state_path(&files.config, files.state))
+        FeedsCommand::List(args) => match local_files(&args.files)? {
+            None => cloud::list(&args.files.cloud).await,
+            Some((config, state)) => ops::list(&config, &state),
+        },
+        FeedsCommand::Show(one) => match local_files(&one.files)? {
+            None => cloud::show(&one.files.cloud, &one.feed).await,
+            Some((config, state)) => ops::show(&config, &state, &one.feed),
+        },
+        FeedsCommand::Start(one) => match local_files(&one.files)? {
+            None => cloud::set_running(&one.files.cloud, &one.feed, true).await,
+            Some((config, state)) => ops::set_running(&config, &state, &one.feed, true).await,
+        },
+        FeedsCommand::Stop(one) => match local_files(&one.files)? {
+            None => cloud::set_running(&one.files.cloud, &one.feed, false).await,
+            Some((config, state)) => ops::set_running(&config, &state, &one.feed, false).await,
+        },
+        FeedsCommand::Reset(one) => match local_files(&one.files)? {
+            None => cloud::reset(&one.files.cloud, &one.feed).await,
+            Some((config, state)) => ops::reset(&config, &state, &one.feed).await,
+        },
+        FeedsCommand::Sync(args) => {
+            let target = cloud_target(&args.cloud)?;
+            let config = load(&args.config)?;
+            let options = cloud::SyncOptions {
+                only: None,
+                prune: args.prune,
+                dry_run: args.dry_run,
+                verify: !args.no_verify,
+            };
+            cloud::sync(&config, target, &options).await
         }
-        FeedsCommand::Show(one) => {
-            let config = load(&one.files.config)?;
-            ops::show(
-                &config,
-                &ops::state_path(&one.files.config, one.files.state),
-                &one.feed,
-            )
+        FeedsCommand::Add(args) => {
+            let target = cloud_target(&args.cloud)?;
+            let config = load(&args.config)?;
+            let options = cloud::SyncOptions {
+                only: Some(args.feed.clone()),
+                prune: false,
+                dry_run: false,
+                verify: !args.no_verify,
+            };
+            cloud::sync(&config, target, &options).await
         }
-        FeedsCommand::Start(one) => {
-            let config = load(&one.files.config)?;
-            ops::set_running(
-                &config,
-                &ops::state_path(&one.files.config, one.files.state),
-                &one.feed,
-                true,
-            )
-            .await
-        }
-        FeedsCommand::Stop(one) => {
-            let config = load(&one.files.config)?;
-            ops::set_running(
-                &config,
-                &ops::state_path(&one.files.config, one.files.state),
-                &one.feed,
-                false,
-            )
-            .await
-        }
-        FeedsCommand::Reset(one) => {
-            let config = load(&one.files.config)?;
-            ops::reset(
-                &config,
-                &ops::state_path(&one.files.config, one.files.state),
-                &one.feed,
-            )
-            .await
-        }
+        FeedsCommand::Remove(args) => cloud::remove(cloud_target(&args.cloud)?, &args.feed).await,
     }
 }
 

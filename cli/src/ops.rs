@@ -3,7 +3,11 @@
 //! Reading commands open the state file without its lock, so they work while a `run` is
 //! going. Commands that change state take the lock, and are refused while a `run` holds
 //! it: the running process keeps its own view of the state and would overwrite theirs.
+//!
+//! The views ([`status_view`], [`list_view`], [`show_view`]) take the definitions and the
+//! states from either source, so the cloud commands (`--stack`) print the same shape.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,16 +30,45 @@ fn time(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn row(feed: &FeedConfig, state: &FeedState) -> serde_json::Value {
-    let next = if state.run_state == RunState::Stopped {
+/// Every feed's state by name; a feed with no entry has never run.
+pub type States = BTreeMap<String, FeedState>;
+
+/// What is known about queued work, which depends on where the feeds run.
+#[derive(Debug, Clone, Copy)]
+pub enum Queues {
+    /// `feedstix run`: its queues live inside the process, so nothing is queued between runs.
+    Local,
+    /// The deployed functions: SQS counts messages per queue, not per feed, so the depth is
+    /// one figure for all feeds together, when the queue URLs are known.
+    Cloud(Option<QueueDepth>),
+}
+
+/// Approximate depth of the fetch and page queues (messages waiting or in flight).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Fetch jobs.
+    pub fetch_jobs: u64,
+    /// Page parts.
+    pub page_parts: u64,
+}
+
+impl QueueDepth {
+    /// Both queues together.
+    pub fn total(&self) -> u64 {
+        self.fetch_jobs + self.page_parts
+    }
+}
+
+fn row(feed: &FeedConfig, state: &FeedState, queues: Queues) -> serde_json::Value {
+    let next = if state.run_state != RunState::Running {
         None
     } else {
         Some(next_due(state, feed.interval()).unwrap_or_else(Utc::now))
     };
-    json!({
+    let mut row = json!({
         "feed": feed.name,
         "kind": feed.kind().as_str(),
-        "state": match state.run_state { RunState::Running => "running", RunState::Stopped => "stopped" },
+        "state": state.run_state.as_str(),
         "last_run": state.status.last_run.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "last_success": state.status.last_success.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "next_run": next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -49,17 +82,38 @@ fn row(feed: &FeedConfig, state: &FeedState) -> serde_json::Value {
         "consecutive_failures": state.status.consecutive_failures,
         "dropped_stale": state.status.dropped_stale,
         "verify_tls": feed.http.verify_tls,
-    })
+    });
+    if let (Queues::Cloud(depth), Some(obj)) = (queues, row.as_object_mut()) {
+        // SQS cannot say how many of a queue's messages belong to one feed: the per-feed
+        // figure is unknown (null) and the queues' depth for all feeds is given beside it.
+        obj.insert("pages_queued".into(), serde_json::Value::Null);
+        obj.insert(
+            "queued_all_feeds".into(),
+            match depth {
+                Some(d) => json!({ "fetch_jobs": d.fetch_jobs, "page_parts": d.page_parts }),
+                None => serde_json::Value::Null,
+            },
+        );
+    }
+    row
 }
 
 /// `feedstix status`.
 pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let store = StateFile::read_only(state)?;
-    let states = store.all();
-    let rows: Vec<serde_json::Value> = config
-        .feeds
+    let states = StateFile::read_only(state)?.all();
+    status_view(&config.feeds, &states, Queues::Local, as_json)
+}
+
+/// The status table (or JSON rows) of `feeds` with their `states`.
+pub fn status_view(
+    feeds: &[FeedConfig],
+    states: &States,
+    queues: Queues,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let rows: Vec<serde_json::Value> = feeds
         .iter()
-        .map(|f| row(f, &states.get(&f.name).cloned().unwrap_or_default()))
+        .map(|f| row(f, &states.get(&f.name).cloned().unwrap_or_default(), queues))
         .collect();
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&rows)?);
@@ -76,7 +130,7 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
         "TOTAL OBJ",
         "FAIL",
     );
-    for (feed, r) in config.feeds.iter().zip(&rows) {
+    for (feed, r) in feeds.iter().zip(&rows) {
         let s = states.get(&feed.name).cloned().unwrap_or_default();
         let mut tail = s.cursor.describe();
         if let Some(e) = &s.status.last_error {
@@ -98,12 +152,28 @@ pub fn status(config: &Config, state: &Path, as_json: bool) -> anyhow::Result<Ex
             tail
         );
     }
+    match queues {
+        Queues::Local => {}
+        Queues::Cloud(Some(d)) => outln!(
+            "pages queued (all feeds; SQS does not count per feed; approximate): {} fetch job(s), {} page part(s)",
+            d.fetch_jobs,
+            d.page_parts
+        ),
+        Queues::Cloud(None) => outln!(
+            "pages queued: unknown (give --stack, or --fetch-queue-url and --page-queue-url)"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `feedstix feeds list`.
 pub fn list(config: &Config, state: &Path) -> anyhow::Result<ExitCode> {
     let states = StateFile::read_only(state)?.all();
+    list_view(&config.feeds, &states)
+}
+
+/// The feed list of `feeds` with their `states`.
+pub fn list_view(feeds: &[FeedConfig], states: &States) -> anyhow::Result<ExitCode> {
     outln!(
         "{:<24} {:<6} {:<8} {:<9} URL",
         "FEED",
@@ -111,7 +181,7 @@ pub fn list(config: &Config, state: &Path) -> anyhow::Result<ExitCode> {
         "STATE",
         "INTERVAL"
     );
-    for feed in &config.feeds {
+    for feed in feeds {
         let s = states
             .get(&feed.name)
             .map(|s| s.run_state)
@@ -120,11 +190,7 @@ pub fn list(config: &Config, state: &Path) -> anyhow::Result<ExitCode> {
             "{:<24} {:<6} {:<8} {:<9} {}",
             feed.name,
             feed.kind().as_str(),
-            if s == RunState::Running {
-                "running"
-            } else {
-                "stopped"
-            },
+            s.as_str(),
             feedstix::duration::format_duration(feed.interval()),
             feed.url
         );
@@ -146,6 +212,11 @@ pub fn show(config: &Config, state: &Path, name: &str) -> anyhow::Result<ExitCod
         .get(name)
         .cloned()
         .unwrap_or_default();
+    show_view(feed, &s, Queues::Local)
+}
+
+/// One feed's definition, status row and cursor as JSON.
+pub fn show_view(feed: &FeedConfig, s: &FeedState, queues: Queues) -> anyhow::Result<ExitCode> {
     let mut definition = serde_json::to_value(feed)?;
     // The mapper is shown by its path; its JSON is long and `verify` shows what it makes.
     if let Some(obj) = definition.as_object_mut() {
@@ -153,7 +224,8 @@ pub fn show(config: &Config, state: &Path, name: &str) -> anyhow::Result<ExitCod
             obj.insert("mapper".into(), json!("(inlined; see mapper_path)"));
         }
     }
-    let out = json!({ "definition": definition, "status": row(feed, &s), "cursor": s.cursor });
+    let out =
+        json!({ "definition": definition, "status": row(feed, s, queues), "cursor": s.cursor });
     outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

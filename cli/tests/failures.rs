@@ -225,3 +225,64 @@ fn a_second_run_on_the_same_state_is_refused_and_sigterm_stops_cleanly() {
     ]);
     assert!(third.status.success(), "{}", text(&third));
 }
+
+#[test]
+fn an_error_answer_fails_a_csv_feed_and_a_cut_row_is_skipped_not_mapped() {
+    const URLHAUS_HEAD: &str = "# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\n\
+\"1\",\"2024-09-12 10:00:01\",\"http://198.51.100.7/i\",\"online\",\"\",\"malware_download\",\"elf\",\"https://u.example.test/1\",\"r\"\n";
+    let server = Server::start(|head| match head.split_whitespace().nth(1).unwrap_or("/") {
+        "/limited.csv" => Canned::ok("application/json", r#"{"query_status":"rate_limited"}"#),
+        "/cut.csv" => Canned::ok(
+            "text/csv",
+            format!("{URLHAUS_HEAD}\"2\",\"2024-09-12 10:00:05\",\"https://cdn.example.test/up"),
+        ),
+        _ => Canned {
+            status: 404,
+            headers: vec![],
+            body: vec![],
+        },
+    });
+    let mapper =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mappers/urlhaus.json");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("feeds.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[feeds]]\nname = \"limited\"\nkind = \"csv\"\nurl = \"{u}/limited.csv\"\nmapper = \"{m}\"\nallow_private_network = true\n\n\
+             [[feeds]]\nname = \"cut\"\nkind = \"csv\"\nurl = \"{u}/cut.csv\"\nmapper = \"{m}\"\nallow_private_network = true\n",
+            u = server.url,
+            m = mapper.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let result = run(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--once",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report = text(&result);
+    assert_eq!(result.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("limited: failed") && report.contains("the body is JSON, not CSV"),
+        "{report}"
+    );
+    assert!(
+        report.contains("cut: ok, 1 page(s)") && report.contains("1 skipped"),
+        "{report}"
+    );
+    let urls: Vec<String> = objects(&out, "cut")
+        .iter()
+        .filter(|o| o["type"] == "url")
+        .map(|o| o["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        urls,
+        ["http://198.51.100.7/i"],
+        "the cut row must not become an object"
+    );
+}

@@ -54,8 +54,11 @@ auth = {{ type = "header", name = "X-API-Key", value = "env:FS_TEST_KEY" }}
         ),
     );
     let out = dir.path().join("out");
+    // Logs at the most verbose level: a secret must not leak there either.
     let result = feedstix()
         .args([
+            "--log-level",
+            "trace",
             "run",
             "--config",
             cfg.to_str().unwrap(),
@@ -87,11 +90,23 @@ auth = {{ type = "header", name = "X-API-Key", value = "env:FS_TEST_KEY" }}
     assert!(requests.contains("user-agent: feed-tester/1"), "{requests}");
     // No secret value in what the command printed or stored.
     let state = std::fs::read_to_string(dir.path().join("feeds.state.json")).unwrap();
-    for secret in ["pa55word", "tok-123", "key-456"] {
-        assert!(
-            !text(&result).contains(secret) && !state.contains(secret),
-            "{secret} leaked"
-        );
+    let bundles: String = bundle_files(&out)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(!bundles.is_empty());
+    assert!(text(&result).contains("TRACE"), "trace logging was not on");
+    for secret in ["pa55word", "tok-123", "key-456", "cmVhZGVyOnBhNTV3b3Jk"] {
+        for (place, haystack) in [
+            ("output and logs", text(&result)),
+            ("state", state.clone()),
+            ("bundles", bundles.clone()),
+        ] {
+            assert!(
+                !haystack.contains(secret),
+                "{secret} leaked into the {place}"
+            );
+        }
     }
 
     // A missing variable fails that feed only, naming the reference, not a value.

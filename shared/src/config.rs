@@ -25,6 +25,14 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 86_400);
 /// Longest request timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
 
+/// Failed pages in a row after which a feed is paused by default: enough to ride out an
+/// outage of a few hours at common intervals, few enough not to hammer a dead source.
+pub const DEFAULT_PAUSE_AFTER_FAILURES: u32 = 10;
+
+fn default_pause_after_failures() -> u32 {
+    DEFAULT_PAUSE_AFTER_FAILURES
+}
+
 /// Default HTTP timeout for one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on one response body: big enough for a full URLhaus export, small enough
@@ -112,6 +120,7 @@ const COMMON_KEYS: &[&str] = &[
     "user_agent",
     "proxy",
     "allow_private_network",
+    "pause_after_failures",
 ];
 
 /// A reference to a secret, resolved at run time and never stored or logged as a value.
@@ -316,6 +325,9 @@ pub struct FeedConfig {
     pub user: Option<String>,
     /// HTTP settings.
     pub http: HttpOptions,
+    /// Failed pages in a row after which the feed is paused (0: never).
+    #[serde(default = "default_pause_after_failures")]
+    pub pause_after_failures: u32,
     /// Kind-specific settings.
     #[serde(flatten)]
     pub kind: KindConfig,
@@ -656,6 +668,19 @@ impl<'a> FeedChecker<'a> {
         let author = self.opt_string(t, "author");
         let user = self.opt_string(t, "user");
         let markings = self.markings(t);
+        let pause_after_failures = match t.get("pause_after_failures") {
+            None => DEFAULT_PAUSE_AFTER_FAILURES,
+            Some(v) => match v.as_integer() {
+                Some(n) if (0..=10_000).contains(&n) => n as u32,
+                _ => {
+                    self.problem(
+                        "pause_after_failures",
+                        "expected a whole number of failed pages in a row (0 never pauses)",
+                    );
+                    DEFAULT_PAUSE_AFTER_FAILURES
+                }
+            },
+        };
         let http = self.http(t, kind);
         let kind_config = kind.and_then(|k| self.kind_config(k, t));
         if self.failed {
@@ -670,6 +695,7 @@ impl<'a> FeedChecker<'a> {
             markings,
             user,
             http,
+            pause_after_failures,
             kind: kind_config?,
         })
     }

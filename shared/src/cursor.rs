@@ -57,6 +57,28 @@ pub enum RunState {
     Running,
     /// Stopped by an operator.
     Stopped,
+    /// Paused by feedstix after too many failures in a row, until an operator starts it.
+    Paused,
+}
+
+impl RunState {
+    /// The stored and displayed spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+            RunState::Paused => "paused",
+        }
+    }
+
+    /// Parses the stored spelling; anything unknown reads as running.
+    pub fn parse(text: &str) -> RunState {
+        match text {
+            "stopped" => RunState::Stopped,
+            "paused" => RunState::Paused,
+            _ => RunState::Running,
+        }
+    }
 }
 
 /// Everything kept about one feed between runs.

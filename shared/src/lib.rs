@@ -18,6 +18,8 @@
 //!   the runner behind `feedstix run`.
 //! - [`duration`]: interval parsing (`30m`, `1h`, `PT1H`).
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod cursor;
 pub mod duration;

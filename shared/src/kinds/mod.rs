@@ -177,6 +177,21 @@ fn unchanged(cursor: Cursor) -> PageEnd {
     }
 }
 
+/// Recognises a body that is plainly not CSV, from its first bytes: a JSON document (the
+/// answer abuse.ch and others give when rate-limiting) or markup (an HTML error or login
+/// page). Such a body would otherwise parse as a CSV without rows and look like an
+/// unchanged feed, moving the cursor past an outage.
+fn not_csv(reader: &mut Box<dyn std::io::BufRead + Send>) -> Option<&'static str> {
+    let head = reader.fill_buf().ok()?;
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let first = head.iter().find(|b| !b.is_ascii_whitespace())?;
+    match first {
+        b'{' | b'[' => Some("JSON"),
+        b'<' => Some("HTML or XML"),
+        _ => None,
+    }
+}
+
 /// Bounded list of skip reasons kept per page: enough to act on, not a second copy of a
 /// broken file.
 const MAX_SKIPS_KEPT: usize = 100;
@@ -320,13 +335,19 @@ async fn csv_page(
         previous.last_modified.as_deref(),
     );
     let Some(Document {
-        reader,
+        mut reader,
         etag,
         last_modified,
     }) = doc.await?
     else {
         return Ok(unchanged(Cursor::Csv(previous)));
     };
+    if let Some(what) = not_csv(&mut reader) {
+        return Err(FetchError::Parse {
+            url: url.into(),
+            reason: format!("the body is {what}, not CSV (an error page or a rate-limit answer?)"),
+        });
+    }
     let parse = |e: csv::CsvError| FetchError::Parse {
         url: url.into(),
         reason: e.to_string(),

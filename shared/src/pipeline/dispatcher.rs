@@ -12,7 +12,7 @@ pub struct Dispatched {
     pub enqueued: Vec<String>,
     /// Feeds not due yet.
     pub not_due: Vec<String>,
-    /// Feeds stopped by an operator.
+    /// Feeds stopped by an operator or paused after failures.
     pub stopped: Vec<String>,
     /// Feeds whose lease is held (a page is in flight).
     pub in_flight: Vec<String>,
@@ -45,7 +45,7 @@ pub async fn dispatch(
     let mut report = Dispatched::default();
     for feed in feeds.list().await? {
         let state = states.load(&feed.name).await?.unwrap_or_default();
-        if state.run_state == RunState::Stopped {
+        if state.run_state != RunState::Running {
             report.stopped.push(feed.name);
             continue;
         }

@@ -37,6 +37,9 @@ const SEEDS: u64 = 300;
 /// A small deterministic generator (SplitMix64), so a failing seed can be replayed.
 struct Rng(Mutex<u64>);
 
+/// Faults injected over all schedules, to report how hard the contract was pushed.
+static INJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Rng {
     fn next(&self) -> u64 {
         let mut s = self.0.lock().unwrap();
@@ -49,7 +52,11 @@ impl Rng {
 
     /// True with probability `percent` / 100, unless faults are switched off.
     fn chance(&self, percent: u64, faults: &Mutex<bool>) -> bool {
-        *faults.lock().unwrap() && self.next() % 100 < percent
+        let hit = *faults.lock().unwrap() && self.next() % 100 < percent;
+        if hit {
+            INJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
     }
 }
 
@@ -313,6 +320,7 @@ fn feed() -> FeedConfig {
         markings: Vec::new(),
         user: None,
         http: HttpOptions::default(),
+        pause_after_failures: 0,
         kind: KindConfig::Taxii {
             collection: "c".into(),
             version: "2.1".into(),
@@ -443,6 +451,9 @@ async fn delivery_contract_holds_under_random_fault_schedules() {
     for seed in 0..SEEDS {
         total += schedule(seed).await;
     }
+    let injected = INJECTED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{SEEDS} fault schedules, {total} pages committed, {injected} faults injected");
+    assert!(injected > SEEDS * 5, "only {injected} faults were injected");
     // The schedules did real work: hundreds of pages went through.
     assert!(
         total as u64 > SEEDS * 5,

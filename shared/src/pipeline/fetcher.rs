@@ -157,13 +157,17 @@ pub async fn handle(
             job.page, state.pages
         )));
     }
-    if state.run_state == RunState::Stopped {
+    if state.run_state != RunState::Running {
         deps.states
             .release_lease(feed_name)
             .await
             .map_err(port("releasing the lease"))?;
-        return Ok(Fetched::Dropped("feed is stopped".into()));
+        return Ok(Fetched::Dropped(format!(
+            "feed is {}",
+            state.run_state.as_str()
+        )));
     }
+    let pause_after = config.pause_after_failures;
     let feed = Feed::new(config).map_err(|e| FetcherError::Page {
         feed: feed_name.into(),
         source: FetchError::Unsupported(e),
@@ -188,7 +192,7 @@ pub async fn handle(
     let (mut end, parts) = match result {
         Ok(ok) => ok,
         Err(error) => {
-            record_failure(deps.states, feed_name, &state, &error, now).await;
+            record_failure(deps.states, feed_name, &state, &error, now, pause_after).await;
             let _ = deps.states.release_lease(feed_name).await;
             return Err(FetcherError::Page {
                 feed: feed_name.into(),
@@ -282,6 +286,7 @@ async fn record_failure(
     state: &FeedState,
     error: &FetchError,
     now: DateTime<Utc>,
+    pause_after: u32,
 ) {
     let mut next = state.clone();
     next.status.last_run = Some(now);
@@ -289,6 +294,20 @@ async fn record_failure(
     next.status.consecutive_failures += 1;
     if let Err(e) = states.commit(feed, state.version, &next).await {
         tracing::warn!(feed = %feed, error = %e, "could not record the failure in the feed's status");
+        return;
+    }
+    // A source that keeps failing is paused rather than retried forever: each retry costs
+    // a request to someone else's server and an invocation, and the status already says
+    // what is wrong. An operator starts it again once the cause is fixed.
+    if pause_after > 0 && next.status.consecutive_failures >= pause_after {
+        match states.set_run_state(feed, RunState::Paused).await {
+            Ok(()) => tracing::error!(
+                feed = %feed,
+                failures = next.status.consecutive_failures,
+                "feed paused after consecutive failures; `feedstix feeds start` resumes it"
+            ),
+            Err(e) => tracing::warn!(feed = %feed, error = %e, "could not pause the feed"),
+        }
     }
 }
 

@@ -43,6 +43,7 @@ fn feed() -> FeedConfig {
         markings: Vec::new(),
         user: None,
         http: HttpOptions::default(),
+        pause_after_failures: 10,
         kind: KindConfig::Rss {
             report_types: vec!["threat-report".into()],
         },
@@ -374,4 +375,39 @@ async fn of_two_racing_fetchers_exactly_one_commits() {
     assert_eq!((committed, lost), (1, 1), "{outcomes:?}");
     let s = w.state().await;
     assert_eq!((s.pages, s.version), (1, 1), "one commit, never a fork");
+}
+
+#[tokio::test]
+async fn a_feed_that_keeps_failing_is_paused_until_started_again() {
+    let w = World::new(b"<html><body>maintenance</body></html>".to_vec());
+    for attempt in 1..=crate::config::DEFAULT_PAUSE_AFTER_FAILURES {
+        assert!(w.fetch(0).await.is_err());
+        let s = w.state().await;
+        assert_eq!(s.status.consecutive_failures, attempt);
+        let expected = if attempt < crate::config::DEFAULT_PAUSE_AFTER_FAILURES {
+            crate::cursor::RunState::Running
+        } else {
+            crate::cursor::RunState::Paused
+        };
+        assert_eq!(s.run_state, expected, "after {attempt} failure(s)");
+    }
+    // A paused feed is neither dispatched nor fetched.
+    let report = super::dispatcher::dispatch(&w.feeds, &w.states, &w.jobs, Utc::now(), true)
+        .await
+        .unwrap();
+    assert_eq!(report.stopped, vec!["f".to_string()]);
+    assert!(
+        matches!(w.fetch(0).await.unwrap(), Fetched::Dropped(ref why) if why == "feed is paused")
+    );
+
+    // Started again with the source fixed, it resumes from where it was.
+    w.states
+        .set_run_state("f", crate::cursor::RunState::Running)
+        .await
+        .unwrap();
+    *w.body.lock().unwrap() = rss(&[("1", D1)]);
+    let resumed = w.fetch(0).await.unwrap();
+    assert!(matches!(resumed, Fetched::Committed { .. }), "{resumed:?}");
+    assert_eq!(w.pages.report_ids().len(), 1);
+    assert_eq!(w.state().await.status.consecutive_failures, 0);
 }

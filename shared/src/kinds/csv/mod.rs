@@ -452,6 +452,24 @@ impl<R: Read> CsvPager<R> {
                 failed: None,
             });
         }
+        // A row without a field the mapper reads is cut short (a truncated download, a
+        // broken line): mapping it would make objects from partial values (a URL cut in
+        // the middle names another resource), so it is skipped with the reason instead.
+        if let Some(&needed) = self.fields.iter().max() {
+            if self.record.len() <= needed {
+                let line = self.line();
+                let reason = format!(
+                    "the row has {} field(s) but the mapper reads field {} (a cut-off or broken row?)",
+                    self.record.len(),
+                    needed + 1
+                );
+                self.skip(line, reason.clone());
+                return Ok(Mapped {
+                    emitted: false,
+                    failed: Some(RowSkip { line, reason }),
+                });
+            }
+        }
         let start = out.len();
         let cells = Cells {
             record: &self.record,

@@ -267,6 +267,7 @@ fn feed(listen_deletions: bool, perfect_sync: bool) -> Feed {
         markings: Vec::new(),
         user: None,
         http: HttpOptions::default(),
+        pause_after_failures: 10,
         kind: KindConfig::Stream {
             stream_id: "live-1".into(),
             listen_deletions,
