@@ -690,6 +690,23 @@ fn run_case(
     })
 }
 
+/// The functions' own settings, as the SAM template sets them, with placeholder values.
+const FUNCTION_ENV: [(&str, &str); 7] = [
+    ("FEEDS_TABLE", "feedstix-bench-feeds"),
+    ("STATE_TABLE", "feedstix-bench-state"),
+    (
+        "FETCH_QUEUE_URL",
+        "http://127.0.0.1:9/000000000000/fetch.fifo",
+    ),
+    (
+        "PAGE_QUEUE_URL",
+        "http://127.0.0.1:9/000000000000/pages.fifo",
+    ),
+    ("WORKER_QUEUE_URL", "http://127.0.0.1:9/000000000000/worker"),
+    ("CLAIM_BUCKET", "feedstix-bench-claims"),
+    ("EVENT_BUS_NAME", "default"),
+];
+
 /// A function binary's size and cold-start readiness.
 struct Ready {
     name: String,
@@ -734,6 +751,12 @@ fn lambda_ready(bin: &Path, extra_env: &[(String, String)]) -> anyhow::Result<Re
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_DEFAULT_REGION", "us-east-1")
+            // What the functions read at cold start (shared/src/aws/settings.rs), with
+            // placeholder values: nothing is called before the first event arrives.
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(FUNCTION_ENV.iter().copied())
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
