@@ -1,18 +1,22 @@
 //! In-process queues.
 //!
 //! Fetch jobs wait in a FIFO per feed, like an SQS FIFO queue with the feed as message
-//! group. The page queue does not buffer at all: it bundles each part as it is sent and
-//! returns once the bundles are on disk. Locally there is no durable queue between the
-//! fetcher and the bundler, so handing a part on must mean "written", or the cursor could
-//! move past data that a crash then loses; it also keeps memory bounded to one part.
+//! group. The page queue does not buffer at all: it bundles each part as it is sent, and
+//! returns from a page's last part once every bundle of the page is on disk. Locally there
+//! is no durable queue between the fetcher and the bundler, so handing a page on must mean
+//! "written", or the cursor could move past data that a crash then loses; it also keeps
+//! memory bounded to one part. The parts before the last return as soon as their bundles
+//! are written, with the flushes to disk still running (see [`DirSink`]), so the disk's
+//! latency overlaps the work on the next part instead of adding to it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::sink::DirSink;
 use crate::pipeline::bundler::{self, Bundled};
-use crate::ports::{BundleSink, FetchJob, JobQueue, PagePart, PageQueue, PortError, StateStore};
+use crate::ports::{FetchJob, JobQueue, PagePart, PageQueue, PortError, StateStore};
 
 /// Fetch jobs, FIFO per feed.
 #[derive(Default)]
@@ -69,18 +73,14 @@ pub struct PageCounters {
 /// A page queue that bundles on send (see the module docs).
 pub struct DirectPageQueue {
     states: Arc<dyn StateStore>,
-    sink: Arc<dyn BundleSink>,
+    sink: Arc<DirSink>,
     max_bundle_bytes: usize,
     counters: Mutex<HashMap<String, PageCounters>>,
 }
 
 impl DirectPageQueue {
     /// A queue that bundles into `sink`.
-    pub fn new(
-        states: Arc<dyn StateStore>,
-        sink: Arc<dyn BundleSink>,
-        max_bundle_bytes: usize,
-    ) -> Self {
+    pub fn new(states: Arc<dyn StateStore>, sink: Arc<DirSink>, max_bundle_bytes: usize) -> Self {
         DirectPageQueue {
             states,
             sink,
@@ -103,6 +103,7 @@ impl DirectPageQueue {
 impl PageQueue for DirectPageQueue {
     async fn send(&self, part: PagePart) -> Result<(), PortError> {
         let feed = part.feed.clone();
+        let last = part.last;
         let outcome = bundler::handle(
             part,
             self.states.as_ref(),
@@ -110,6 +111,10 @@ impl PageQueue for DirectPageQueue {
             self.max_bundle_bytes,
         )
         .await?;
+        if last {
+            // The fetcher commits the cursor once this returns: the page must be on disk.
+            self.sink.settle(&feed)?;
+        }
         if let Bundled::Emitted {
             bundles,
             objects,

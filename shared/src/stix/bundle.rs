@@ -16,8 +16,10 @@ use serde_json::Value;
 
 use super::StixObject;
 
-/// Bytes of `{"type":"bundle","id":"bundle--<uuid>","objects":[` and `]}`.
-const BUNDLE_OVERHEAD: usize = 64;
+/// Bytes of `{"type":"bundle","id":"bundle--<uuid>","objects":[` and `]}` (82; this was
+/// once 64, which let a full bundle overrun the limit by a few bytes).
+const BUNDLE_OVERHEAD: usize =
+    r#"{"type":"bundle","id":"bundle--","objects":[]}"#.len() + uuid::fmt::Hyphenated::LENGTH;
 
 /// One serialized bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,126 +61,183 @@ fn refs_of(object: &StixObject) -> impl Iterator<Item = &str> {
 
 /// Packs `objects` into bundles of at most `max_bytes` each (see the module docs).
 /// `seed` makes bundle ids deterministic, so a re-delivered page yields identical bundles.
+///
+/// Each object is serialized once, straight into the body of the bundle being filled; only
+/// the object that does not fit is moved to the next bundle. Support objects (a handful:
+/// the author and the markings) are looked up in a short list rather than hashed.
 pub fn compose(
     objects: Vec<StixObject>,
     support: &[StixObject],
     max_bytes: usize,
     seed: &str,
 ) -> Vec<Composed> {
-    // Later copies of an id win: within a page, later means newer.
-    let mut position: HashMap<String, usize> = HashMap::new();
-    let mut unique: Vec<Option<StixObject>> = Vec::with_capacity(objects.len());
-    for object in objects {
-        let id = super::object_id(&object).to_string();
-        match position.get(&id) {
-            Some(&i) => unique[i] = Some(object),
-            None => {
-                position.insert(id, unique.len());
-                unique.push(Some(object));
-            }
-        }
-    }
-    let mut ordered: Vec<StixObject> = unique.into_iter().flatten().collect();
-    ordered.sort_by_key(rank);
-
-    let support: HashMap<&str, (Vec<u8>, &StixObject)> = support
+    let ordered = order_by_rank(dedupe(objects));
+    let support: Vec<(&str, Vec<u8>)> = support
         .iter()
-        .map(|o| (super::object_id(o), (to_json(o), o)))
+        .map(|o| (super::object_id(o), to_json(o)))
         .collect();
+    let support_index = |id: &str| support.iter().position(|(s, _)| *s == id);
 
     let mut out = Vec::new();
-    let mut current: Vec<Vec<u8>> = Vec::new();
-    let mut current_ids: HashSet<String> = HashSet::new();
-    let mut needed: Vec<&str> = Vec::new();
-    let mut size = BUNDLE_OVERHEAD;
+    let mut bundle = Filling::new(max_bytes);
+    let mut refs: Vec<usize> = Vec::new();
     for object in &ordered {
-        let json = to_json(object);
-        let id = super::object_id(object).to_string();
-        let new_support: Vec<&str> = refs_of(object)
-            .filter(|r| support.contains_key(r) && !needed.contains(r) && !current_ids.contains(*r))
-            .filter_map(|r| support.get_key_value(r).map(|(k, _)| *k))
-            .collect();
-        let extra: usize = new_support.iter().map(|r| support[r].0.len() + 1).sum();
-        if !current.is_empty() && size + json.len() + 1 + extra > max_bytes {
-            out.push(finish(
-                &mut current,
-                &mut needed,
-                &support,
-                &mut current_ids,
-                seed,
-                out.len(),
-                max_bytes,
-            ));
-            size = BUNDLE_OVERHEAD;
-            // Support objects must be recomputed for the fresh bundle.
-            let fresh: Vec<&str> = refs_of(object)
-                .filter_map(|r| support.get_key_value(r).map(|(k, _)| *k))
-                .collect();
-            size += fresh.iter().map(|r| support[r].0.len() + 1).sum::<usize>();
-            needed.extend(fresh);
-        } else {
-            size += extra;
-            needed.extend(new_support);
+        if bundle.body.capacity() == 0 {
+            // Sized once for a full bundle, rather than grown step by step.
+            bundle.body.reserve(max_bytes.min(1 << 20));
         }
-        size += json.len() + 1;
-        current.push(json);
-        current_ids.insert(id);
+        let start = bundle.body.len();
+        if bundle.count > 0 {
+            bundle.body.push(b',');
+        }
+        let json_start = bundle.body.len();
+        // Writing a map of JSON values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut bundle.body, object);
+        let len = bundle.body.len() - json_start;
+
+        refs.clear();
+        for r in refs_of(object) {
+            if let Some(i) = support_index(r) {
+                if !refs.contains(&i) {
+                    refs.push(i);
+                }
+            }
+        }
+        let extra: usize = refs
+            .iter()
+            .filter(|i| !bundle.needed.contains(i) && !bundle.present.contains(i))
+            .map(|&i| support[i].1.len() + 1)
+            .sum();
+        if bundle.count > 0 && bundle.size + len + 1 + extra > max_bytes {
+            // The object does not fit: close the bundle without it, and start the next
+            // one with it and the support objects it needs.
+            let json = bundle.body.split_off(json_start);
+            bundle.body.truncate(start);
+            out.push(bundle.finish(&support, seed, out.len()));
+            bundle.body.extend_from_slice(&json);
+            bundle.size += refs.iter().map(|&i| support[i].1.len() + 1).sum::<usize>();
+            bundle.needed.extend_from_slice(&refs);
+        } else {
+            bundle.size += extra;
+            for &i in &refs {
+                if !bundle.needed.contains(&i) && !bundle.present.contains(&i) {
+                    bundle.needed.push(i);
+                }
+            }
+        }
+        bundle.size += len + 1;
+        bundle.count += 1;
+        if let Some(i) = support_index(super::object_id(object)) {
+            bundle.present.push(i);
+        }
     }
-    if !current.is_empty() {
-        out.push(finish(
-            &mut current,
-            &mut needed,
-            &support,
-            &mut current_ids,
-            seed,
-            out.len(),
-            max_bytes,
-        ));
+    if bundle.count > 0 {
+        out.push(bundle.finish(&support, seed, out.len()));
     }
     out
 }
 
-fn finish(
-    current: &mut Vec<Vec<u8>>,
-    needed: &mut Vec<&str>,
-    support: &HashMap<&str, (Vec<u8>, &StixObject)>,
-    ids: &mut HashSet<String>,
-    seed: &str,
-    index: usize,
+/// The bundle being filled.
+struct Filling {
+    /// The objects' JSON, comma-separated, without the bundle's framing.
+    body: Vec<u8>,
+    /// Objects in `body`.
+    count: usize,
+    /// Support objects the body references, by index, in the order first needed.
+    needed: Vec<usize>,
+    /// Support objects that are themselves in the body (never added twice).
+    present: Vec<usize>,
+    /// The bundle's size so far, framing and support objects included.
+    size: usize,
     max_bytes: usize,
-) -> Composed {
-    let bundle_id = uuid::Uuid::new_v5(
-        &super::ids::NAMESPACE,
-        format!("feedstix-bundle/{seed}/{index}").as_bytes(),
-    );
-    let mut json = Vec::with_capacity(max_bytes.min(1 << 20));
-    json.extend_from_slice(
-        format!(r#"{{"type":"bundle","id":"bundle--{bundle_id}","objects":["#).as_bytes(),
-    );
-    let mut count = 0;
-    let mut first = true;
-    for part in needed
-        .iter()
-        .filter(|r| !ids.contains(**r))
-        .map(|r| &support[r].0)
-        .chain(current.iter())
-    {
-        if !first {
-            json.push(b',');
+}
+
+impl Filling {
+    fn new(max_bytes: usize) -> Filling {
+        Filling {
+            body: Vec::new(),
+            count: 0,
+            needed: Vec::new(),
+            present: Vec::new(),
+            size: BUNDLE_OVERHEAD,
+            max_bytes,
         }
-        first = false;
-        json.extend_from_slice(part);
-        count += 1;
     }
-    json.extend_from_slice(b"]}");
-    let oversize = json.len() > max_bytes;
-    current.clear();
-    needed.clear();
-    ids.clear();
-    Composed {
-        json,
-        objects: count,
-        oversize,
+
+    /// Frames the body as a bundle (support objects first) and empties it for the next.
+    fn finish(&mut self, support: &[(&str, Vec<u8>)], seed: &str, index: usize) -> Composed {
+        let bundle_id = uuid::Uuid::new_v5(
+            &super::ids::NAMESPACE,
+            format!("feedstix-bundle/{seed}/{index}").as_bytes(),
+        );
+        // The prefix (framing and support objects) is known only now; it is moved in
+        // front of the body inside the body's own buffer, which becomes the bundle.
+        let mut prefix =
+            format!(r#"{{"type":"bundle","id":"bundle--{bundle_id}","objects":["#).into_bytes();
+        let mut carried = 0;
+        for &i in self.needed.iter().filter(|i| !self.present.contains(i)) {
+            if carried > 0 {
+                prefix.push(b',');
+            }
+            prefix.extend_from_slice(&support[i].1);
+            carried += 1;
+        }
+        if carried > 0 && self.count > 0 {
+            prefix.push(b',');
+        }
+        let mut json = std::mem::take(&mut self.body);
+        json.splice(0..0, prefix);
+        json.extend_from_slice(b"]}");
+        let composed = Composed {
+            oversize: json.len() > self.max_bytes,
+            objects: carried + self.count,
+            json,
+        };
+        self.count = 0;
+        self.needed.clear();
+        self.present.clear();
+        self.size = BUNDLE_OVERHEAD;
+        composed
+    }
+}
+
+/// Puts objects in rank order, keeping source order within a rank: one pass that reads
+/// each object's type once, where a comparison sort would read it at every comparison.
+fn order_by_rank(objects: Vec<StixObject>) -> Vec<StixObject> {
+    let ranks: Vec<u8> = objects.iter().map(rank).collect();
+    if ranks.windows(2).all(|w| w[0] <= w[1]) {
+        return objects;
+    }
+    let mut by_rank: [Vec<StixObject>; 5] = Default::default();
+    for (object, r) in objects.into_iter().zip(ranks) {
+        by_rank[usize::from(r)].push(object);
+    }
+    by_rank.into_iter().flatten().collect()
+}
+
+/// Drops repeated ids: the last copy wins (within a page, later means newer) and takes the
+/// place of the first. Ids are borrowed for the check, never copied.
+fn dedupe(objects: Vec<StixObject>) -> Vec<StixObject> {
+    let order: Option<Vec<usize>> = {
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(objects.len());
+        for (i, o) in objects.iter().enumerate() {
+            last.insert(super::object_id(o), i);
+        }
+        (last.len() < objects.len()).then(|| {
+            let mut placed: HashSet<&str> = HashSet::with_capacity(last.len());
+            objects
+                .iter()
+                .filter(|o| placed.insert(super::object_id(o)))
+                .map(|o| last[super::object_id(o)])
+                .collect()
+        })
+    };
+    match order {
+        None => objects,
+        Some(order) => {
+            let mut slots: Vec<Option<StixObject>> = objects.into_iter().map(Some).collect();
+            order.into_iter().filter_map(|i| slots[i].take()).collect()
+        }
     }
 }
 

@@ -20,51 +20,84 @@ pub const NAMESPACE: Uuid = Uuid::from_u128(0x00abedb4_aa42_466c_9c01_fed23315a9
 /// so an absent optional property and an empty one give the same id.
 pub fn deterministic_id(stix_type: &str, props: &Value) -> String {
     let canonical = canonical_json(&drop_empty(props));
-    format!(
-        "{stix_type}--{}",
-        Uuid::new_v5(&NAMESPACE, canonical.as_bytes())
-    )
+    typed_id(stix_type, &canonical)
+}
+
+/// `<stix_type>--<uuidv5 of canonical>`, written into one allocation.
+fn typed_id(stix_type: &str, canonical: &str) -> String {
+    let uuid = Uuid::new_v5(&NAMESPACE, canonical.as_bytes());
+    let mut id = String::with_capacity(stix_type.len() + 2 + uuid::fmt::Hyphenated::LENGTH);
+    id.push_str(stix_type);
+    id.push_str("--");
+    id.push_str(
+        uuid.hyphenated()
+            .encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]),
+    );
+    id
+}
+
+/// The id over string properties only, without building a JSON value: every builder below
+/// but `file_id` has only string properties, and ids are made for every object of every
+/// row, so this path matters. `props` must be sorted by key (the canonical order, which
+/// for the ASCII keys used here is byte order); empty values are dropped as
+/// [`deterministic_id`] drops them, and the text written is the same canonical JSON, so
+/// both paths give the same id (checked by the tests below).
+fn string_props_id(stix_type: &str, props: &[(&str, &str)]) -> String {
+    debug_assert!(props
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].0.is_ascii()));
+    let mut canonical = String::with_capacity(
+        2 + props
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
+    canonical.push('{');
+    for (key, value) in props.iter().filter(|(_, v)| !v.is_empty()) {
+        if canonical.len() > 1 {
+            canonical.push(',');
+        }
+        write_string(key, &mut canonical);
+        canonical.push(':');
+        write_string(value, &mut canonical);
+    }
+    canonical.push('}');
+    typed_id(stix_type, &canonical)
 }
 
 /// The id of a report: lower-cased trimmed name plus the published timestamp as written.
 pub fn report_id(name: &str, published: &str) -> String {
-    deterministic_id(
+    string_props_id(
         "report",
-        &serde_json::json!({ "name": normalize_name(name), "published": published }),
+        &[("name", &normalize_name(name)), ("published", published)],
     )
 }
 
 /// The id of an indicator: its pattern, trimmed.
 pub fn indicator_id(pattern: &str) -> String {
-    deterministic_id(
-        "indicator",
-        &serde_json::json!({ "pattern": pattern.trim() }),
-    )
+    string_props_id("indicator", &[("pattern", pattern.trim())])
 }
 
 /// The id of an identity: lower-cased trimmed name plus identity class.
 pub fn identity_id(name: &str, identity_class: &str) -> String {
-    deterministic_id(
+    string_props_id(
         "identity",
-        &serde_json::json!({ "name": normalize_name(name), "identity_class": identity_class }),
+        &[
+            ("identity_class", identity_class),
+            ("name", &normalize_name(name)),
+        ],
     )
 }
 
 /// The id of an SDO identified by its name alone (malware, tool, vulnerability, …).
 pub fn named_sdo_id(stix_type: &str, name: &str) -> String {
-    deterministic_id(
-        stix_type,
-        &serde_json::json!({ "name": normalize_name(name) }),
-    )
+    string_props_id(stix_type, &[("name", &normalize_name(name))])
 }
 
 /// The id of an attack pattern: its MITRE id (lower-cased) when known, else its name.
 pub fn attack_pattern_id(name: &str, mitre_id: Option<&str>) -> String {
     match mitre_id.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(m) => deterministic_id(
-            "attack-pattern",
-            &serde_json::json!({ "x_mitre_id": m.to_lowercase() }),
-        ),
+        Some(m) => string_props_id("attack-pattern", &[("x_mitre_id", &m.to_lowercase())]),
         None => named_sdo_id("attack-pattern", name),
     }
 }
@@ -77,22 +110,22 @@ pub fn relationship_id(
     start_time: Option<&str>,
     stop_time: Option<&str>,
 ) -> String {
-    deterministic_id(
+    string_props_id(
         "relationship",
-        &serde_json::json!({
-            "relationship_type": relationship_type,
-            "source_ref": source_ref,
-            "target_ref": target_ref,
-            "start_time": start_time,
-            "stop_time": stop_time,
-        }),
+        &[
+            ("relationship_type", relationship_type),
+            ("source_ref", source_ref),
+            ("start_time", start_time.unwrap_or_default()),
+            ("stop_time", stop_time.unwrap_or_default()),
+            ("target_ref", target_ref),
+        ],
     )
 }
 
 /// The id of an SCO whose only contributing property is `value` (ipv4-addr, ipv6-addr,
 /// domain-name, url, email-addr, mac-addr, …).
 pub fn value_sco_id(stix_type: &str, value: &str) -> String {
-    deterministic_id(stix_type, &serde_json::json!({ "value": value }))
+    string_props_id(stix_type, &[("value", value)])
 }
 
 /// The id of a file SCO: one hash chosen by the specification's priority (MD5, SHA-1,
@@ -110,7 +143,7 @@ pub fn file_id(hashes: &Map<String, Value>, name: Option<&str>) -> Option<String
         }
     }
     name.filter(|n| !n.is_empty())
-        .map(|n| deterministic_id("file", &serde_json::json!({ "name": n })))
+        .map(|n| string_props_id("file", &[("name", n)]))
 }
 
 /// Lower-cases and trims a name the way OpenCTI does before hashing it.
@@ -187,19 +220,30 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    // Runs of characters that need no escape are copied whole: ids hash URLs and names,
+    // which rarely hold anything to escape.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -261,6 +305,70 @@ mod tests {
                 &json!({"relationship_type": "uses", "source_ref": "a--1", "target_ref": "b--2"})
             )
         );
+    }
+
+    /// The string-only path writes the same canonical text as the generic one, escapes
+    /// and empty values included.
+    #[test]
+    fn string_path_matches_generic_path() {
+        let tricky = [
+            "",
+            "plain",
+            "Quote \" and \\ backslash",
+            "ctl \u{1}\u{8}\u{c}\n\r\t\u{1f} end",
+            "é ü 漢字 \u{1F600} \u{7f}",
+            "[url:value = 'http://198.51.100.7:40123/i']",
+        ];
+        for a in tricky {
+            for b in tricky {
+                assert_eq!(
+                    relationship_id("uses", a, b, Some(a), None),
+                    deterministic_id(
+                        "relationship",
+                        &json!({"relationship_type": "uses", "source_ref": a, "target_ref": b,
+                                "start_time": a, "stop_time": null})
+                    ),
+                    "{a:?} {b:?}"
+                );
+                assert_eq!(
+                    report_id(a, b),
+                    deterministic_id(
+                        "report",
+                        &json!({"name": normalize_name(a), "published": b})
+                    )
+                );
+                assert_eq!(
+                    identity_id(a, b),
+                    deterministic_id(
+                        "identity",
+                        &json!({"name": normalize_name(a), "identity_class": b})
+                    )
+                );
+            }
+            assert_eq!(
+                value_sco_id("url", a),
+                deterministic_id("url", &json!({"value": a}))
+            );
+            assert_eq!(
+                indicator_id(a),
+                deterministic_id("indicator", &json!({"pattern": a.trim()}))
+            );
+            assert_eq!(
+                attack_pattern_id("x", Some(a)),
+                if a.trim().is_empty() {
+                    named_sdo_id("attack-pattern", "x")
+                } else {
+                    deterministic_id(
+                        "attack-pattern",
+                        &json!({"x_mitre_id": a.trim().to_lowercase()}),
+                    )
+                }
+            );
+            assert_eq!(
+                file_id(&Map::new(), Some(a)),
+                (!a.is_empty()).then(|| deterministic_id("file", &json!({"name": a})))
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod ids;
+pub mod json;
 pub mod object;
 
 pub use object::{Provenance, Tlp};

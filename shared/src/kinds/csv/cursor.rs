@@ -52,11 +52,29 @@ impl Fingerprints {
 
 impl Serialize for Fingerprints {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(self.0.len() * 8);
-        for v in &self.0 {
-            bytes.extend_from_slice(&v.to_le_bytes());
+        // Streamed to the serializer in blocks: a million rows would otherwise hold 8 MB of
+        // bytes and 11 MB of text at once, on top of the set itself, while the state is
+        // written.
+        serializer.collect_str(&Base64Values(&self.0))
+    }
+}
+
+/// The little-endian bytes of `u64`s as base64, written a block at a time.
+struct Base64Values<'a>(&'a [u64]);
+
+impl std::fmt::Display for Base64Values<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // 192 values are 1536 bytes, a multiple of 3: only the last block can need padding,
+        // so the blocks' encodings join into the encoding of the whole.
+        let mut bytes = Vec::with_capacity(192 * 8);
+        for block in self.0.chunks(192) {
+            bytes.clear();
+            for v in block {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            f.write_str(&base64::encode(&bytes))?;
         }
-        serializer.serialize_str(&base64::encode(&bytes))
+        Ok(())
     }
 }
 
@@ -162,6 +180,16 @@ mod tests {
         assert_eq!(back, cursor);
         assert_eq!(back.fingerprints.len(), 4);
         assert!(back.fingerprints.contains(u64::MAX) && !back.fingerprints.contains(4));
+        // Across block boundaries the streamed text is the plain encoding of all bytes.
+        let many: Vec<u64> = (0..1000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let set = Fingerprints::from_unsorted(many);
+        let bytes: Vec<u8> = set.0.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            format!("\"{}\"", base64::encode(&bytes))
+        );
         let empty: CsvCursor = serde_json::from_str("{}").unwrap();
         assert!(empty.fingerprints.is_empty());
     }

@@ -2,10 +2,12 @@
 //!
 //! OpenCTI mappers name a date's shape with a moment.js-style `pattern_date`
 //! (`YYYY-MM-DD HH:mm:ss`). Such a pattern is translated once, at mapper load, into a chrono
-//! format string, so a row costs one `parse_from_str` and nothing is interpreted per row.
+//! format string, and that string into chrono's parsed format items, so a row costs one
+//! parse and nothing is interpreted per row.
 //! Without a pattern, a short list of shapes common in feeds is tried. A time without a zone
 //! is taken in the attribute's `timezone` (UTC unless the mapper says otherwise).
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// A compiled `pattern_date`.
@@ -15,6 +17,9 @@ pub(crate) struct DatePattern {
     pub(crate) source: String,
     /// The chrono format string.
     format: String,
+    /// `format` as chrono's items: reading the format string again for every row cost more
+    /// than the date itself.
+    items: Vec<Item<'static>>,
     shape: Shape,
 }
 
@@ -48,6 +53,7 @@ pub(crate) fn compile(pattern: &str) -> Result<DatePattern, String> {
         return Ok(DatePattern {
             source: trimmed.to_string(),
             format: String::new(),
+            items: Vec::new(),
             shape,
         });
     }
@@ -122,9 +128,13 @@ pub(crate) fn compile(pattern: &str) -> Result<DatePattern, String> {
         (false, true) => Shape::Local,
         (false, false) => Shape::DateOnly,
     };
+    let items = StrftimeItems::new(&format)
+        .parse_to_owned()
+        .map_err(|e| format!("date pattern `{trimmed}`: {e}"))?;
     Ok(DatePattern {
         source: trimmed.to_string(),
         format,
+        items,
         shape,
     })
 }
@@ -144,14 +154,21 @@ pub(crate) fn parse_with(
     offset: FixedOffset,
 ) -> Option<DateTime<Utc>> {
     let text = text.trim();
-    match pattern.shape {
-        Shape::Zoned => DateTime::parse_from_str(text, &pattern.format)
+    // What `parse_from_str` of each type does, with the format's items read once.
+    let parsed = || {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, text, pattern.items.iter())
             .ok()
-            .map(|d| d.with_timezone(&Utc)),
-        Shape::Local => NaiveDateTime::parse_from_str(text, &pattern.format)
+            .map(|()| parsed)
+    };
+    match pattern.shape {
+        Shape::Zoned => parsed()?.to_datetime().ok().map(|d| d.with_timezone(&Utc)),
+        Shape::Local => parsed()?
+            .to_naive_datetime_with_offset(0)
             .ok()
             .and_then(|n| local(n, offset)),
-        Shape::DateOnly => NaiveDate::parse_from_str(text, &pattern.format)
+        Shape::DateOnly => parsed()?
+            .to_naive_date()
             .ok()
             .and_then(|d| local(d.and_hms_opt(0, 0, 0)?, offset)),
         Shape::UnixSeconds => text

@@ -48,11 +48,34 @@ impl TextBuilder {
     }
 
     /// Appends already-decoded text, collapsing ASCII white space.
+    ///
+    /// Prose is words separated by single spaces, which collapsing leaves as they are: such
+    /// a run is found with one pass over its bytes and copied whole. Descriptions are most
+    /// of a feed's bytes, and pushing them a character at a time showed in profiles.
     fn push_text(&mut self, text: &str) {
-        for c in text.chars() {
-            if c.is_ascii_whitespace() {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let spaces = rest.bytes().take_while(u8::is_ascii_whitespace).count();
+            if spaces > 0 {
                 self.request(Break::Space);
+                rest = &rest[spaces..];
                 continue;
+            }
+            let bytes = rest.as_bytes();
+            let mut end = 0;
+            loop {
+                while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
+                    end += 1;
+                }
+                // One plain space before another word keeps the run going.
+                if end + 1 < bytes.len()
+                    && bytes[end] == b' '
+                    && !bytes[end + 1].is_ascii_whitespace()
+                {
+                    end += 1;
+                    continue;
+                }
+                break;
             }
             if !self.out.is_empty() {
                 match self.pending {
@@ -63,7 +86,9 @@ impl TextBuilder {
                 }
             }
             self.pending = Break::None;
-            self.out.push(c);
+            // White space is ASCII, so `end` is a character boundary.
+            self.out.push_str(&rest[..end]);
+            rest = &rest[end..];
         }
     }
 

@@ -217,8 +217,10 @@ struct State {
     old: RssCursor,
     old_ids: HashSet<String>,
     first_seen: BTreeMap<String, DateTime<Utc>>,
-    /// Keys handed on (or found old) in this document: a repeated item is old.
-    keys_this_run: HashSet<String>,
+    /// Keys handed on (or found old) in this document, as 128-bit hashes (see
+    /// [`key_hash`]): a repeated item is old. Hashes rather than the keys themselves, so a
+    /// document of a hundred thousand items costs a couple of megabytes here, not ten.
+    keys_this_run: HashSet<u128>,
     doc_newest: Option<DateTime<Utc>>,
     doc_ids_at_newest: Vec<String>,
 }
@@ -900,7 +902,7 @@ impl State {
             }
         };
         // The same item twice in one document is handed on once.
-        let repeated = !self.keys_this_run.insert(key.clone());
+        let repeated = !self.keys_this_run.insert(key_hash(&key));
         if !is_new || repeated {
             tracing::debug!(item = %key, "item already handed on");
             return ItemOutcome::Old;
@@ -985,18 +987,25 @@ impl State {
     }
 }
 
+/// An item key's 128-bit hash. A collision would take the second of two distinct items for
+/// a repeat of the first and drop it; for a document of a million items its chance is
+/// about 2^-88, far below that of an undetected disk error.
+fn key_hash(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+}
+
 /// Keeps `first_seen` within [`FIRST_SEEN_CAP`]: keys absent from the current document go
 /// first, oldest first, because a key still in the feed would come back as a new item.
 fn evict(
     mut first_seen: BTreeMap<String, DateTime<Utc>>,
-    present: &HashSet<String>,
+    present: &HashSet<u128>,
 ) -> BTreeMap<String, DateTime<Utc>> {
     if first_seen.len() <= FIRST_SEEN_CAP {
         return first_seen;
     }
     let mut order: Vec<(bool, DateTime<Utc>, String)> = first_seen
         .iter()
-        .map(|(k, t)| (present.contains(k), *t, k.clone()))
+        .map(|(k, t)| (present.contains(&key_hash(k)), *t, k.clone()))
         .collect();
     order.sort();
     let excess = first_seen.len() - FIRST_SEEN_CAP;

@@ -50,7 +50,8 @@ pub(crate) fn objects(item: &ItemView<'_>, feed: &FeedView<'_>) -> Vec<StixObjec
     }
     for cve in &cves {
         let v = vulnerability(cve, feed.provenance, item.published);
-        refs.push(Value::String(ids::named_sdo_id("vulnerability", cve)));
+        // The object's own id: hashing the name a second time gave the same.
+        refs.push(v.get("id").cloned().unwrap_or(Value::Null));
         out.push(v);
     }
 
@@ -145,8 +146,17 @@ impl Iterator for CveScanner<'_> {
     fn next(&mut self) -> Option<String> {
         let b = self.bytes;
         while self.at + 13 <= b.len() {
-            let i = self.at;
-            self.at += 1;
+            // Jump to the next `c` or `C` first: almost every position of a text fails on
+            // its first letter, and testing one byte there is cheaper than four.
+            let Some(skip) = b[self.at..b.len() - 12]
+                .iter()
+                .position(|&c| c | 0x20 == b'c')
+            else {
+                self.at = b.len();
+                break;
+            };
+            let i = self.at + skip;
+            self.at = i + 1;
             if !b[i..i + 4].eq_ignore_ascii_case(b"cve-") {
                 continue;
             }
