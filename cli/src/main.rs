@@ -378,8 +378,11 @@ fn init_logging(level: &str) {
             tracing_subscriber::EnvFilter::try_new(format!("{level}{quiet_sdk}"))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal; log files and pipes get plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

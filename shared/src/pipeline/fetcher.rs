@@ -185,11 +185,11 @@ pub async fn handle(
         Ok(end) => writer
             .finish()
             .await
-            .map(|parts| (end, parts))
+            .map(|sent| (end, sent))
             .map_err(FetchError::Handoff),
         Err(e) => Err(e),
     };
-    let (mut end, parts) = match result {
+    let (mut end, (parts, bytes)) = match result {
         Ok(ok) => ok,
         Err(error) => {
             record_failure(deps.states, feed_name, &state, &error, now, pause_after).await;
@@ -220,6 +220,7 @@ pub async fn handle(
         page = job.page,
         objects = end.objects,
         parts,
+        bytes,
         skipped = end.skipped.len(),
         not_modified = end.not_modified,
         more = end.more,
@@ -327,6 +328,8 @@ pub struct PartWriter {
     buffer: Vec<StixObject>,
     bytes: usize,
     sent: u32,
+    /// Serialized bytes of every object pushed, for the page's log line and metrics.
+    total: u64,
 }
 
 impl PartWriter {
@@ -353,6 +356,7 @@ impl PartWriter {
             buffer: Vec::new(),
             bytes: 0,
             sent: 0,
+            total: 0,
         }
     }
 
@@ -369,13 +373,14 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Sends the last part. Returns the number of parts sent; a page without objects sends
+    /// Sends the last part. Returns the number of parts sent and the objects' serialized
+    /// bytes; a page without objects sends
     /// none, since there is nothing to bundle.
-    pub async fn finish(mut self) -> Result<u32, PortError> {
+    pub async fn finish(mut self) -> Result<(u32, u64), PortError> {
         if !self.buffer.is_empty() {
             self.flush(true).await?;
         }
-        Ok(self.sent)
+        Ok((self.sent, self.total))
     }
 }
 
@@ -389,6 +394,7 @@ impl ObjectOut for PartWriter {
             self.flush(false).await?;
         }
         self.bytes += size;
+        self.total += size as u64;
         self.buffer.push(object);
         Ok(())
     }
