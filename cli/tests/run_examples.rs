@@ -24,8 +24,14 @@ fn examples_run_once_write_valid_bundles_and_rerun_writes_nothing() {
     let first = run(&args);
     let report = text(&first);
     assert!(first.status.success(), "first run failed:\n{report}");
-    assert!(!report.contains('\u{1b}'), "colour codes in logs that go to a pipe:\n{report}");
-    assert!(report.contains("page committed"), "no log line per page:\n{report}");
+    assert!(
+        !report.contains('\u{1b}'),
+        "colour codes in logs that go to a pipe:\n{report}"
+    );
+    assert!(
+        report.contains("page committed"),
+        "no log line per page:\n{report}"
+    );
     for feed in [
         "cert-advisories",
         "vendor-research",
