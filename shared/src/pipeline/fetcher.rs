@@ -134,23 +134,7 @@ pub async fn handle(
         // that again is idempotent (a duplicate next job is dropped here in turn), and it
         // keeps a walk from stalling until the lease expires.
         if job.page + 1 == state.pages {
-            if state.more {
-                let next = FetchJob {
-                    feed: feed_name.into(),
-                    epoch: state.epoch,
-                    page: state.pages,
-                    first: false,
-                };
-                deps.jobs
-                    .send(next)
-                    .await
-                    .map_err(port("enqueueing the next page"))?;
-            } else {
-                deps.states
-                    .release_lease(feed_name)
-                    .await
-                    .map_err(port("releasing the lease"))?;
-            }
+            follow_up(deps, feed_name, state.epoch, state.pages, state.more).await?;
         }
         return Ok(Fetched::Dropped(format!(
             "page {} was already committed (next page is {})",
@@ -227,23 +211,7 @@ pub async fn handle(
         ms = started.elapsed().as_millis() as u64,
         "page committed"
     );
-    if end.more {
-        let next_job = FetchJob {
-            feed: feed_name.into(),
-            epoch: state.epoch,
-            page: next.pages,
-            first: false,
-        };
-        deps.jobs
-            .send(next_job)
-            .await
-            .map_err(port("enqueueing the next page"))?;
-    } else {
-        deps.states
-            .release_lease(feed_name)
-            .await
-            .map_err(port("releasing the lease"))?;
-    }
+    follow_up(deps, feed_name, state.epoch, next.pages, end.more).await?;
     Ok(Fetched::Committed {
         objects: end.objects,
         parts,
@@ -277,6 +245,41 @@ fn committed_state(
     next.status.last_error = None;
     next.status.consecutive_failures = 0;
     next
+}
+
+/// After a committed page: enqueues the job of page `page` when the source has more, else
+/// gives the feed's lease back so the dispatcher may schedule it again.
+async fn follow_up(
+    deps: &FetcherDeps<'_>,
+    feed: &str,
+    epoch: u64,
+    page: u64,
+    more: bool,
+) -> Result<(), FetcherError> {
+    let port = |context: &'static str| {
+        move |source: PortError| FetcherError::Port {
+            feed: feed.into(),
+            context,
+            source,
+        }
+    };
+    if more {
+        let job = FetchJob {
+            feed: feed.into(),
+            epoch,
+            page,
+            first: false,
+        };
+        deps.jobs
+            .send(job)
+            .await
+            .map_err(port("enqueueing the next page"))
+    } else {
+        deps.states
+            .release_lease(feed)
+            .await
+            .map_err(port("releasing the lease"))
+    }
 }
 
 /// Records a failed page in the feed's status. Best effort: the failure itself is what
