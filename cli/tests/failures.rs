@@ -179,14 +179,7 @@ fn a_second_run_on_the_same_state_is_refused_and_sigterm_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let second = run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let second = run_once(&config, &out);
     assert_eq!(second.status.code(), Some(2));
     assert!(
         text(&second).contains("is in use by another feedstix process"),
@@ -215,14 +208,7 @@ fn a_second_run_on_the_same_state_is_refused_and_sigterm_stops_cleanly() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("cert-advisories: ok"));
 
     // The lock went with the process: a new run may start.
-    let third = run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let third = run_once(&config, &out);
     assert!(third.status.success(), "{}", text(&third));
 }
 
@@ -257,14 +243,7 @@ fn an_error_answer_fails_a_csv_feed_and_a_cut_row_is_skipped_not_mapped() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let result = run(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let result = run_once(&config, &out);
     let report = text(&result);
     assert_eq!(result.status.code(), Some(1), "{report}");
     assert!(

@@ -156,14 +156,7 @@ fn server_errors_and_429_are_retried_honouring_retry_after() {
     );
     let out = dir.path().join("out");
     let started = std::time::Instant::now();
-    let result = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let result = run_once(&cfg, &out);
     assert!(result.status.success(), "{}", text(&result));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert!(
@@ -236,14 +229,7 @@ fn a_server_that_keeps_failing_fails_the_feed_with_the_status() {
         &format!("[[feeds]]\nname = \"down\"\nkind = \"rss\"\nurl = \"{}/f\"\nallow_private_network = true\n", server.url),
     );
     let out = dir.path().join("out");
-    let result = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let result = run_once(&cfg, &out);
     let report = text(&result);
     assert_eq!(result.status.code(), Some(1), "{report}");
     assert!(
@@ -266,14 +252,7 @@ fn private_addresses_are_refused_unless_the_feed_allows_them() {
         ),
     );
     let out = dir.path().join("out");
-    let result = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--once",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let result = run_once(&cfg, &out);
     let report = text(&result);
     assert_eq!(result.status.code(), Some(1), "{report}");
     assert!(

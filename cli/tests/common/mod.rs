@@ -25,6 +25,12 @@ pub fn run(args: &[&str]) -> Output {
         .expect("the feedstix binary runs")
 }
 
+/// `feedstix run --config CONFIG --once --out OUT`, the command most tests start with.
+pub fn run_once(config: &Path, out: &Path) -> Output {
+    let (config, out) = (config.to_string_lossy(), out.to_string_lossy());
+    run(&["run", "--config", &config, "--once", "--out", &out])
+}
+
 /// Text of stdout and stderr together, for assertions on messages.
 pub fn text(out: &Output) -> String {
     format!(

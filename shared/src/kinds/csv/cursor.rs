@@ -1,6 +1,8 @@
 //! The CSV kind's resume point: which version of the file was last handed on, and a compact
 //! set of its rows, so that the next version emits only the rows that are new.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where a CSV feed stands after a run.
@@ -72,7 +74,7 @@ impl std::fmt::Display for Base64Values<'_> {
             for v in block {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
-            f.write_str(&base64::encode(&bytes))?;
+            f.write_str(&STANDARD.encode(&bytes))?;
         }
         Ok(())
     }
@@ -81,7 +83,7 @@ impl std::fmt::Display for Base64Values<'_> {
 impl<'de> Deserialize<'de> for Fingerprints {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bytes = base64::decode(&text).map_err(serde::de::Error::custom)?;
+        let bytes = STANDARD.decode(&text).map_err(serde::de::Error::custom)?;
         if bytes.len() % 8 != 0 {
             return Err(serde::de::Error::custom(
                 "row fingerprints are not a whole number of 8-byte values",
@@ -100,70 +102,27 @@ impl<'de> Deserialize<'de> for Fingerprints {
     }
 }
 
-/// Standard base64 (RFC 4648, with padding). Written here because the workspace declares no
-/// base64 crate and the cursor needs only these two functions.
-mod base64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub(super) fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub(super) fn decode(text: &str) -> Result<Vec<u8>, String> {
-        let text = text.trim_end_matches('=');
-        let mut out = Vec::with_capacity(text.len() * 3 / 4);
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for c in text.bytes() {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return Err(format!("`{}` is not a base64 character", char::from(c))),
-            };
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trip() {
-        for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
-            let enc = base64::encode(text.as_bytes());
-            assert_eq!(base64::decode(&enc).unwrap(), text.as_bytes());
+    fn fingerprints_survive_every_block_boundary_and_refuse_bad_text() {
+        // 192 values fill one encoded block; sizes around it check the blocks join up.
+        for n in [0usize, 1, 191, 192, 193, 384, 500] {
+            let set = Fingerprints::from_unsorted(
+                (0..n as u64).map(|v| v.wrapping_mul(0x9e37_79b9)).collect(),
+            );
+            let text = serde_json::to_string(&set).unwrap();
+            let back: Fingerprints = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, set, "{n} values");
         }
-        assert_eq!(base64::encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64::encode(b"fo"), "Zm8=");
-        assert!(base64::decode("a$").is_err());
+        assert!(serde_json::from_str::<Fingerprints>("\"a$\"").is_err());
+        assert!(
+            serde_json::from_str::<Fingerprints>("\"Zm8=\"").is_err(),
+            "2 bytes are not a u64"
+        );
     }
 
     #[test]
@@ -188,7 +147,7 @@ mod tests {
         let bytes: Vec<u8> = set.0.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(
             serde_json::to_string(&set).unwrap(),
-            format!("\"{}\"", base64::encode(&bytes))
+            format!("\"{}\"", STANDARD.encode(&bytes))
         );
         let empty: CsvCursor = serde_json::from_str("{}").unwrap();
         assert!(empty.fingerprints.is_empty());
